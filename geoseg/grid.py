@@ -149,7 +149,7 @@ class Grid:
         """(left, bottom, right, top) in CRS units."""
         xs, ys = [], []
         for r, c in ((0, 0), (0, self.width), (self.height, 0), (self.height, self.width)):
-            x, y = self.transform * (c, r)
+            x, y = self.transform @ (c, r)
             xs.append(x)
             ys.append(y)
         return (min(xs), min(ys), max(xs), max(ys))
@@ -161,7 +161,7 @@ class Grid:
 
     def window_grid(self, window: Window) -> Grid:
         """The sub-grid under ``window`` (which may reach past the edges)."""
-        transform = self.transform * Affine.translation(window.col_off, window.row_off)
+        transform = self.transform @ Affine.translation(window.col_off, window.row_off)
         return Grid((window.height, window.width), transform, self.crs)
 
     def __getitem__(self, key: tuple[slice, slice]) -> Grid:

@@ -1,0 +1,491 @@
+"""Raster input and output: validated sources, windowed boundless reads, the class-map COG.
+
+A ``RasterSource`` is a small picklable description of where pixels live (paths, band
+indices, nodata, grid); it goes into Dask graphs instead of arrays, and each task opens
+the files itself. GDAL dataset handles are not thread safe and must not cross process
+boundaries, so nothing here keeps a handle open between calls.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.enums import ColorInterp
+from rasterio.errors import RasterioIOError
+
+from geoseg.errors import BadRasterError, BandError, GridMismatchError, MissingFileError, OutputError, WindowError
+from geoseg.grid import Grid, Window, crs_equal
+
+SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+CLASS_NODATA = 255
+
+# Quiet, predictable GDAL: no sidecar .aux.xml files next to the user's inputs, and no
+# directory listing of every sibling when opening a file (slow on big folders and S3).
+GDAL_ENV = {"GDAL_PAM_ENABLED": "NO", "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+
+
+@dataclass(frozen=True)
+class BandRef:
+    """One band of a source: which file and which 1-based band in it."""
+
+    path: str
+    index: int
+    name: str
+    nodata: float | None = None  # files stacked together may declare different nodata
+
+
+@dataclass(frozen=True)
+class RasterSource:
+    """A validated multi-band raster, possibly stacked from several single-band files."""
+
+    bands: tuple[BandRef, ...]
+    grid: Grid
+    dtype: str  # the common dtype of all bands (files stacked together may differ)
+    nodata: float | None  # fill value of reads; each band is checked against its own nodata
+    uses_mask: bool = False  # an internal/sidecar mask marks nodata (GDAL per-dataset mask)
+
+    @property
+    def count(self) -> int:
+        return len(self.bands)
+
+    @property
+    def band_names(self) -> tuple[str, ...]:
+        return tuple(b.name for b in self.bands)
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(b.path for b in self.bands))
+
+    def read(self, window: Window | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Read ``window`` (boundless) -> (pixels ``(bands, h, w)``, valid mask ``(h, w)``).
+
+        Pixels outside the raster are filled with nodata (0 when there is none) and are
+        invalid. A pixel is valid only when every band is valid, since a model needs all.
+        """
+        return read_window(self, window if window is not None else self.grid.window)
+
+
+def _open(path: str | os.PathLike[str]) -> Any:
+    path = str(path)
+    if not path.startswith(("/vsi", "http://", "https://")) and not os.path.exists(path):
+        raise MissingFileError("no such file; check the path", path)
+    try:
+        with rasterio.Env(**GDAL_ENV):
+            return rasterio.open(path)
+    except RasterioIOError as exc:
+        raise BadRasterError(f"not a raster GDAL can read ({_first_line(exc)})", path) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _check_readable(ds: Any, path: str) -> None:
+    """Read the first and last block: a truncated GeoTIFF opens fine but fails here."""
+    h, w = ds.height, ds.width
+    try:
+        for row in (0, h - 1):
+            ds.read(1, window=rasterio.windows.Window(0, row, min(w, 256), 1))  # type: ignore[call-arg]
+            ds.read(1, window=rasterio.windows.Window(max(0, w - 256), row, min(w, 256), 1))  # type: ignore[call-arg]
+    except RasterioIOError as exc:
+        raise BadRasterError(f"truncated or corrupt raster ({_first_line(exc)}); re-download or re-export it", path) from exc
+
+
+def _band_name(ds: Any, i: int) -> str:
+    desc = ds.descriptions[i - 1]
+    if desc:
+        return str(desc)
+    interp = ds.colorinterp[i - 1]
+    if interp not in (ColorInterp.undefined, ColorInterp.gray, ColorInterp.palette):
+        return str(interp.name)
+    return f"band{i}"
+
+
+def _describe_one(path: str, ds: Any) -> tuple[list[BandRef], str, float | None, bool]:
+    dtype = ds.dtypes[0]
+    if any(d != dtype for d in ds.dtypes):
+        raise BadRasterError(f"bands have mixed data types {sorted(set(ds.dtypes))}", path)
+    if dtype not in SUPPORTED_DTYPES:
+        raise BadRasterError(f"data type {dtype} is not supported (use one of {', '.join(SUPPORTED_DTYPES)})", path)
+    flags = ds.mask_flag_enums[0] if ds.count else ()
+    uses_mask = any(f.name == "per_dataset" for f in flags) and ds.nodata is None
+    refs = [BandRef(path, i, _band_name(ds, i), ds.nodata) for i in range(1, ds.count + 1)]
+    return refs, dtype, ds.nodata, uses_mask
+
+
+def open_raster(
+    paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    bands: Sequence[str | int] | None = None,
+    band_names: Sequence[str] | None = None,
+    nodata: float | None = None,
+    require_crs: bool = True,
+) -> RasterSource:
+    """Open and validate one raster, or stack several on the same grid into one source.
+
+    ``bands`` selects and orders bands by name or 1-based index; ``band_names`` renames
+    the (stacked) bands before selection, e.g. for single-band files without
+    descriptions. ``nodata`` overrides the declared value. No pixels are copied.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    if not paths:
+        raise BadRasterError("no raster given")
+    refs: list[BandRef] = []
+    grid: Grid | None = None
+    dtype = ""
+    declared: float | None = None
+    uses_mask = False
+    for p in paths:
+        path = str(p)
+        with _open(path) as ds:
+            if require_crs and ds.crs is None:
+                raise BadRasterError(
+                    f"has no CRS; assign one first, e.g. `gdal_edit.py -a_srs EPSG:XXXX {path}`", path
+                )
+            if ds.transform.b != 0 or ds.transform.d != 0:
+                raise BadRasterError("is rotated; warp it north-up first with gdalwarp", path)
+            _check_readable(ds, path)
+            these, d, nd, m = _describe_one(path, ds)
+            here = Grid.from_dataset(ds)
+        if grid is None:
+            grid, dtype, declared, uses_mask = here, d, nd, m
+        else:
+            if not grid.same_as(here):
+                raise GridMismatchError(
+                    f"cannot be stacked with {paths[0]}: different grid ({here.describe()} vs {grid.describe()})",
+                    path,
+                )
+            # e.g. nc-landsat7: five float32 bands and an int16 one; read them all as the
+            # common type, each band keeping its own nodata value.
+            dtype = np.result_type(dtype, d).name
+            uses_mask = uses_mask or m
+        refs.extend(these)
+    assert grid is not None
+    if band_names is not None:
+        if len(band_names) != len(refs):
+            raise BandError(
+                f"{len(band_names)} band names given for {len(refs)} bands", ", ".join(str(p) for p in paths)
+            )
+        refs = [BandRef(r.path, r.index, n, r.nodata) for r, n in zip(refs, band_names, strict=True)]
+    if bands is not None:
+        refs = _select(refs, bands, paths)
+    if nodata is not None:
+        refs = [BandRef(r.path, r.index, r.name, nodata) for r in refs]
+    if declared is not None and not _fits(declared, dtype):
+        declared = next((r.nodata for r in refs if r.nodata is not None and _fits(r.nodata, dtype)), None)
+    return RasterSource(tuple(refs), grid, dtype, nodata if nodata is not None else declared, uses_mask)
+
+
+def _fits(value: float, dtype: str) -> bool:
+    """Whether ``value`` is exactly representable in ``dtype`` (to be used as a fill value)."""
+    if np.issubdtype(np.dtype(dtype), np.floating):
+        return True
+    info = np.iinfo(np.dtype(dtype))
+    return not np.isnan(value) and float(value).is_integer() and info.min <= value <= info.max
+
+
+def _select(refs: list[BandRef], wanted: Sequence[str | int], paths: Sequence[Any]) -> list[BandRef]:
+    by_name = {r.name.lower(): r for r in refs}
+    out = []
+    for w in wanted:
+        if isinstance(w, int) or (isinstance(w, str) and w.isdigit()):
+            i = int(w)
+            if not 1 <= i <= len(refs):
+                raise BandError(f"has no band {i} (it has {len(refs)}: 1..{len(refs)})", _label(paths))
+            out.append(refs[i - 1])
+        else:
+            ref = by_name.get(str(w).lower())
+            if ref is None:
+                names = ", ".join(r.name for r in refs)
+                raise BandError(f"has no band named {w!r} (it has: {names}); pass --bands with those names or indices", _label(paths))
+            out.append(ref)
+    return out
+
+
+def _label(paths: Sequence[Any]) -> str:
+    return str(paths[0]) if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} files)"
+
+
+def read_window(source: RasterSource, window: Window) -> tuple[np.ndarray, np.ndarray]:
+    """Boundless read of ``window``: ``(bands, h, w)`` pixels and an ``(h, w)`` valid mask."""
+    fill = source.nodata if source.nodata is not None and not np.isnan(source.nodata) else 0
+    out = np.full((source.count, window.height, window.width), fill, dtype=source.dtype)
+    valid = np.zeros(window.shape, dtype=bool)
+    inside = window.intersection(source.grid.window)
+    if inside is None:
+        if window.size == 0:
+            raise WindowError(f"window {window} is empty")
+        return out, valid  # entirely past the edge: all nodata
+    dst = inside.relative_to(window).slices()
+    rio_window = inside.to_rasterio()
+    ok = np.ones(inside.shape, dtype=bool)
+    with rasterio.Env(**GDAL_ENV):
+        by_path: dict[str, list[tuple[int, BandRef]]] = {}
+        for k, ref in enumerate(source.bands):
+            by_path.setdefault(ref.path, []).append((k, ref))
+        for path, items in by_path.items():
+            with _open(path) as ds:
+                data = ds.read([r.index for _, r in items], window=rio_window)
+                if source.uses_mask:
+                    ok &= ds.read_masks(items[0][1].index, window=rio_window) > 0
+            for (k, ref), band in zip(items, data, strict=True):
+                out[k][dst] = band
+                ok &= _valid(band, ref.nodata)
+    valid[dst] = ok
+    return out, valid
+
+
+def _valid(band: np.ndarray, nodata: float | None) -> np.ndarray:
+    if np.issubdtype(band.dtype, np.floating):
+        ok = np.isfinite(band)
+        if nodata is not None and not np.isnan(nodata):
+            ok &= band != nodata
+        return ok
+    if nodata is None:
+        return np.ones(band.shape, dtype=bool)
+    return band != nodata
+
+
+# --------------------------------------------------------------------------------------
+# Writing: atomic outputs and the class-map COG
+
+
+def partial_path(path: str | os.PathLike[str]) -> Path:
+    """The temporary sibling an output is written to before the final rename."""
+    p = Path(path)
+    return p.with_name(f".{p.name}.partial")
+
+
+def check_writable(path: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]] = ()) -> Path:
+    """Fail early, before any work, when ``path`` cannot be written or is an input."""
+    p = Path(path)
+    for src in inputs:
+        same = Path(src).resolve() == p.resolve()
+        if not same and p.exists() and os.path.exists(src):
+            same = os.path.samefile(src, p)
+        if same:
+            raise OutputError("is also an input; choose another output path", p)
+    if p.is_dir():
+        raise OutputError("is a directory; give a file name", p)
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"folder {parent} does not exist; create it first", p)
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"folder {parent} is not writable", p)
+    if p.exists() and not os.access(p, os.W_OK):
+        raise OutputError("exists and is not writable", p)
+    return p
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path to write; rename it to ``path`` only if the block succeeds."""
+    final = Path(path)
+    tmp = partial_path(final)
+    if tmp.exists():
+        tmp.unlink()
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    except BaseException:
+        if tmp.exists():
+            tmp.unlink()
+        raise
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    """One class of a class map: its value, name and display colour."""
+
+    id: int
+    name: str
+    colour: tuple[int, int, int] = (128, 128, 128)
+
+
+def default_colour(i: int) -> tuple[int, int, int]:
+    """A stable, distinguishable colour for class ``i`` when none is given."""
+    palette = [
+        (34, 139, 34), (65, 105, 225), (238, 201, 0), (154, 205, 50), (210, 180, 140),
+        (220, 20, 60), (0, 206, 209), (148, 0, 211), (255, 140, 0), (112, 128, 144),
+    ]  # fmt: skip
+    return palette[i % len(palette)]
+
+
+COG_BLOCK = 512
+
+
+@dataclass
+class RasterWriter:
+    """Writes a raster window by window, then turns it into a Cloud-Optimized GeoTIFF.
+
+    Windows go into a tiled temporary GeoTIFF; ``finish()`` has GDAL's COG driver copy it
+    block by block (overviews, compression) to a second temporary file, which is renamed
+    to ``path``. Memory never holds the whole raster. ``abort()`` removes everything.
+    """
+
+    path: Path
+    grid: Grid
+    count: int = 1
+    dtype: str = "uint8"
+    nodata: float | None = CLASS_NODATA
+    classes: Sequence[ClassInfo] | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    band_descriptions: Sequence[str] | None = None
+    resampling: str = "MODE"  # overviews of class maps must not invent classes
+    _ds: Any = None
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        self._stage = self.path.with_name(f".{self.path.name}.stage.tif")
+        profile = {
+            "driver": "GTiff",
+            "width": self.grid.width,
+            "height": self.grid.height,
+            "count": self.count,
+            "dtype": self.dtype,
+            "crs": self.grid.crs,
+            "transform": self.grid.transform,
+            "nodata": self.nodata,
+            "tiled": True,
+            "blockxsize": COG_BLOCK,
+            "blockysize": COG_BLOCK,
+            "compress": "DEFLATE",
+            "BIGTIFF": "IF_SAFER",
+        }
+        try:
+            with rasterio.Env(**GDAL_ENV):
+                self._ds = rasterio.open(self._stage, "w", **profile)
+                if self.nodata is not None:
+                    # Unwritten blocks read back as nodata, not 0 (0 is a real class).
+                    self._ds.write(np.full((self.count, 1, 1), self.nodata, dtype=self.dtype),
+                                   window=rasterio.windows.Window(0, 0, 1, 1))  # type: ignore[call-arg]
+        except (RasterioIOError, OSError) as exc:
+            raise OutputError(f"cannot be written ({_first_line(exc)})", self.path) from exc
+
+    def write(self, window: Window, data: np.ndarray) -> None:
+        """Write ``data`` (``(h, w)`` or ``(count, h, w)``) at ``window`` of the grid."""
+        if data.ndim == 2:
+            data = data[None]
+        self._ds.write(data.astype(self.dtype, copy=False), window=window.to_rasterio())
+
+    def finish(self) -> Path:
+        """Close, convert to COG and move into place; returns the final path."""
+        from rasterio.shutil import copy as rio_copy
+
+        ds = self._ds
+        if self.classes:
+            ds.write_colormap(1, colour_table(self.classes))
+            ds.update_tags(**class_tags(self.classes))
+        if self.tags:
+            ds.update_tags(**self.tags)
+        if self.band_descriptions:
+            for i, d in enumerate(self.band_descriptions, start=1):
+                ds.set_band_description(i, d)
+        ds.close()
+        self._ds = None
+        try:
+            with rasterio.Env(**GDAL_ENV), atomic_output(self.path) as tmp:
+                rio_copy(
+                    self._stage, tmp, driver="COG",
+                    COMPRESS="DEFLATE", PREDICTOR="NO" if self.dtype == "uint8" else "YES",
+                    BLOCKSIZE=COG_BLOCK, OVERVIEW_RESAMPLING=self.resampling, RESAMPLING="NEAREST",
+                    NUM_THREADS="ALL_CPUS", BIGTIFF="IF_SAFER",
+                )  # fmt: skip
+        finally:
+            self._stage.unlink(missing_ok=True)
+        return self.path
+
+    def abort(self) -> None:
+        if self._ds is not None:
+            self._ds.close()
+            self._ds = None
+        self._stage.unlink(missing_ok=True)
+        partial_path(self.path).unlink(missing_ok=True)
+
+    def __enter__(self) -> RasterWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            if self._ds is not None:
+                self.finish()
+        else:
+            self.abort()
+
+
+def class_map_writer(
+    path: str | os.PathLike[str], grid: Grid, classes: Sequence[ClassInfo], tags: dict[str, str] | None = None
+) -> RasterWriter:
+    """The class-map contract: single-band uint8 COG, nodata 255, colours and names."""
+    return RasterWriter(Path(path), grid, 1, "uint8", CLASS_NODATA, classes=list(classes), tags=dict(tags or {}))
+
+
+def colour_table(classes: Sequence[ClassInfo]) -> dict[int, tuple[int, int, int, int]]:
+    table = {i: (0, 0, 0, 0) for i in range(256)}
+    for c in classes:
+        table[c.id] = (*c.colour, 255)
+    table[CLASS_NODATA] = (0, 0, 0, 0)
+    return table
+
+
+def class_tags(classes: Sequence[ClassInfo]) -> dict[str, str]:
+    """Class names in the raster's metadata: ``CLASS_3=cropland`` plus a JSON summary."""
+    import json
+
+    tags = {f"CLASS_{c.id}": c.name for c in classes}
+    tags["GEOSEG_CLASSES"] = json.dumps([{"id": c.id, "name": c.name, "colour": list(c.colour)} for c in classes])
+    return tags
+
+
+def read_classes(path: str | os.PathLike[str]) -> list[ClassInfo]:
+    """The class table stored in a class map by ``class_tags`` (or its colour table)."""
+    import json
+
+    with _open(path) as ds:
+        tags = ds.tags()
+        if "GEOSEG_CLASSES" in tags:
+            return [ClassInfo(int(c["id"]), str(c["name"]), tuple(c["colour"])) for c in json.loads(tags["GEOSEG_CLASSES"])]  # type: ignore[misc]
+        named = {int(k[6:]): v for k, v in tags.items() if k.startswith("CLASS_") and k[6:].isdigit()}
+        return [ClassInfo(i, n, default_colour(i)) for i, n in sorted(named.items())]
+
+
+# --------------------------------------------------------------------------------------
+# COG validation
+
+
+def validate_cog(path: str | os.PathLike[str]) -> tuple[bool, list[str], list[str]]:
+    """Check that ``path`` is a Cloud-Optimized GeoTIFF -> (ok, errors, warnings).
+
+    Relies on GDAL's own layout check (the ``LAYOUT=COG`` structural metadata the COG
+    driver writes, confirmed by the IFD/data ordering GDAL reports) plus tiling and
+    overview checks.
+    """
+    errors: list[str] = []
+    warnings: list[str] = []
+    p = str(path)
+    with _open(p) as ds:
+        if ds.driver != "GTiff":
+            errors.append(f"driver is {ds.driver}, not GTiff")
+            return False, errors, warnings
+        layout = ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT")
+        if layout != "COG":
+            errors.append("not written with the COG layout (IFDs and overviews before the data)")
+        if ds.block_shapes[0][1] == ds.width and ds.height > 1:  # strips span the whole width
+            errors.append("not tiled")
+        if ds.width > COG_BLOCK or ds.height > COG_BLOCK:
+            if not ds.overviews(1):
+                errors.append("no overviews on a raster larger than one block")
+        if ds.compression is None:
+            warnings.append("not compressed")
+        block_h, block_w = ds.block_shapes[0]
+        if block_w != block_h:
+            warnings.append(f"blocks are not square ({block_w}x{block_h})")
+    return not errors, errors, warnings

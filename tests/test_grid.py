@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rasterio.crs import CRS
+
+from geoseg.errors import WindowError
+from geoseg.grid import Grid, Window, crs_equal, iter_tiles
+
+UTM = CRS.from_epsg(32720)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    height=st.integers(1, 300),
+    width=st.integers(1, 300),
+    size=st.integers(1, 400),
+    overlap=st.integers(0, 64),
+)
+def test_tile_cores_cover_grid_exactly_once(height: int, width: int, size: int, overlap: int) -> None:
+    count = np.zeros((height, width), dtype=np.int32)
+    tiles = list(iter_tiles((height, width), size, overlap))
+    for t in tiles:
+        assert t.core.height > 0 and t.core.width > 0
+        assert Window(0, 0, height, width).contains(t.core)  # cores stay inside the grid
+        assert t.read.contains(t.core)  # the read window holds the core
+        # every read window has the same shape so batches stack
+        assert t.read.shape == (size + 2 * overlap, size + 2 * overlap)
+        # at least `overlap` pixels of halo on each side of the core
+        assert t.core.row_off - t.read.row_off >= overlap
+        assert t.core.col_off - t.read.col_off >= overlap
+        assert t.read.row_end - t.core.row_end >= overlap
+        assert t.read.col_end - t.core.col_end >= overlap
+        # the read window never starts more than one halo before the raster
+        assert t.read.row_off >= -overlap and t.read.col_off >= -overlap
+        count[t.core.slices()] += 1
+    assert (count == 1).all()
+    assert len({t.key for t in tiles}) == len(tiles)
+
+
+def test_tile_larger_than_raster_is_one_tile() -> None:
+    tiles = list(iter_tiles((5, 3), 512, 16))
+    assert len(tiles) == 1
+    assert tiles[0].core == Window(0, 0, 5, 3)
+    assert tiles[0].core_in_read == Window(16, 16, 5, 3)
+
+
+def test_bad_tiling_arguments() -> None:
+    with pytest.raises(WindowError):
+        list(iter_tiles((10, 10), 0))
+    with pytest.raises(WindowError):
+        list(iter_tiles((10, 10), 4, -1))
+
+
+def test_subgrid_keeps_pixels_on_the_ground() -> None:
+    g = Grid((100, 200), Affine(10, 0, 1000, 0, -10, 5000), UTM)
+    sub = g[10:20, 30:50]
+    assert sub.shape == (10, 20)
+    assert sub.transform @ (0, 0) == g.transform @ (30, 10)
+    assert sub.crs == g.crs
+    assert g.window_grid(Window(-2, -3, 4, 4)).transform @ (0, 0) == g.transform @ (-3, -2)
+    with pytest.raises(WindowError):
+        g[20:10, 0:5]
+
+
+def test_grid_is_immutable_and_hashable() -> None:
+    g = Grid((10, 10), Affine(1, 0, 0, 0, -1, 10), UTM)
+    with pytest.raises(AttributeError):
+        g.shape = (5, 5)  # type: ignore[misc]
+    assert g.bounds == (0, 0, 10, 10)
+    assert g.res == (1, 1)
+
+
+def test_window_helpers() -> None:
+    a = Window(0, 0, 10, 10)
+    b = Window(5, 5, 10, 10)
+    assert a.intersection(b) == Window(5, 5, 5, 5)
+    assert a.intersection(Window(10, 0, 2, 2)) is None
+    assert b.relative_to(a) == Window(5, 5, 10, 10)
+    with pytest.raises(WindowError):
+        Window(0, 0, -1, 2)
+
+
+def test_equivalent_crs_written_differently() -> None:
+    assert crs_equal(CRS.from_epsg(4326), CRS.from_wkt(CRS.from_epsg(4326).to_wkt()))
+    assert not crs_equal(CRS.from_epsg(4326), CRS.from_epsg(32720))
+    assert not crs_equal(CRS.from_epsg(32720), None)
+    assert crs_equal(None, None)
+
+
+def test_nc_landsat7_bands_and_strata_are_one_grid(shared_data) -> None:
+    nc = shared_data / "nc-landsat7"
+    with rasterio.open(nc / "lsat7_2000_10.tif") as a, rasterio.open(nc / "strata.tif") as b:
+        ga, gb = Grid.from_dataset(a), Grid.from_dataset(b)
+        # one says "unnamed" GRS80 LCC with a zero TOWGS84, the other EPSG:3358
+        assert a.crs.to_epsg() != b.crs.to_epsg()
+    assert crs_equal(ga.crs, gb.crs)
+    assert ga.same_as(gb)
+    shifted = Grid(gb.shape, gb.transform @ Affine.translation(1, 0), gb.crs)
+    assert not ga.same_as(shifted)
