@@ -21,6 +21,8 @@ from geoseg.errors import GeosegError
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("geoseg.cli.demo", "Run the whole pipeline on a synthetic scene."),
     "data": ("geoseg.cli.data", "List and fetch the datasets of the catalog."),
+    "predict": ("geoseg.cli.predict", "Predict a land-cover class map (COG) from scenes."),
+    "model": ("geoseg.cli.model", "Create, inspect and export model checkpoints."),
 }
 
 
@@ -67,3 +69,5 @@ def main(ctx: click.Context, verbose: int, debug: bool) -> None:
     ctx.obj["verbose"] = verbose
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # dask.distributed logs every worker start and stop at INFO; keep that for -vv.
+    logging.getLogger("distributed").setLevel(logging.DEBUG if verbose >= 2 else logging.ERROR)

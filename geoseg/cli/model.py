@@ -1,0 +1,71 @@
+"""``geoseg model``: create, inspect and export checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+@click.group("model")
+def command() -> None:
+    """Create, inspect and export model checkpoints."""
+
+
+@command.command("init")
+@click.option("--arch", default="Unet", show_default=True, help="smp architecture (Unet, FPN, DeepLabV3Plus, ...).")
+@click.option("--encoder", default="resnet18", show_default=True, help="smp encoder, or tu-NAME for timm.")
+@click.option("--bands", default="4", show_default=True, help="Band count, or comma-separated band names.")
+@click.option("--classes", default="2", show_default=True, help="Class count, or comma-separated class names.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path))
+def init(arch: str, encoder: str, bands: str, classes: str, seed: int, out: Path) -> None:
+    """Write an untrained checkpoint (weights seeded, no download)."""
+    from geoseg.io import ClassInfo, check_writable, default_colour
+    from geoseg.model import init_checkpoint, make_spec
+
+    check_writable(out)
+    band_arg: int | list[str] = int(bands) if bands.isdigit() else [b.strip() for b in bands.split(",")]
+    if classes.isdigit():
+        class_arg: int | list[ClassInfo] = int(classes)
+    else:
+        class_arg = [ClassInfo(i, n.strip(), default_colour(i)) for i, n in enumerate(classes.split(","))]
+    spec = make_spec(arch, encoder, band_arg, class_arg)
+    init_checkpoint(out, spec, seed=seed)
+    click.echo(f"{out}: untrained {spec.arch}/{spec.encoder}, {len(spec.bands)} bands, {spec.n_classes} classes")
+
+
+@command.command("info")
+@click.argument("model")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def info(model: str, as_json: bool) -> None:
+    """Show what a checkpoint holds (MODEL: a path or a catalog name)."""
+    from geoseg.model import describe
+
+    d = describe(model)
+    if as_json:
+        click.echo(json.dumps(d, indent=2))
+        return
+    click.echo(f"{d['path']}\n  sha256     {d['sha256']}")
+    click.echo(f"  model      {d['arch']} / {d['encoder']}  ({d['parameters'] / 1e6:.2f} M parameters)")
+    click.echo(f"  bands      {', '.join(d['bands'])}")
+    click.echo(f"  mean/std   {d['mean']} / {d['std']}")
+    for c in d["classes"]:
+        click.echo(f"  class {c['id']:>3}  {c['name']}  rgb{tuple(c['colour'])}")
+    for k, v in d["provenance"].items():
+        click.echo(f"  {k:<10} {v}")
+
+
+@command.command("export-onnx")
+@click.argument("model")
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path))
+def export_onnx_cmd(model: str, out: Path) -> None:
+    """Export a checkpoint to ONNX (dynamic batch and size) for ONNX Runtime."""
+    from geoseg.inference import export_onnx
+    from geoseg.io import check_writable
+    from geoseg.model import load_checkpoint
+
+    check_writable(out)
+    export_onnx(load_checkpoint(model), out)
+    click.echo(f"{out}: ONNX export of {model}")

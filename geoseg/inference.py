@@ -1,0 +1,181 @@
+"""Pure inference: normalised arrays in, class scores out. No file I/O here.
+
+Two backends run the same model: torch (CPU or CUDA; on CUDA with mixed precision,
+channels_last memory and pinned, non-blocking host copies) and ONNX Runtime (an export
+of the same weights). ``Predictor`` hides which one runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geoseg.errors import ModelError
+from geoseg.model import LoadedModel, ModelSpec
+
+log = logging.getLogger(__name__)
+
+# smp encoders downsample by 32; inputs are padded up to a multiple of this.
+STRIDE = 32
+
+
+def normalise(pixels: np.ndarray, valid: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """``(bands, h, w)`` raw pixels -> float32 ``(x - mean) / std``; invalid pixels 0 (the mean)."""
+    mean = np.asarray(spec.mean, dtype=np.float32)[:, None, None]
+    std = np.asarray(spec.std, dtype=np.float32)[:, None, None]
+    out = (pixels.astype(np.float32) - mean) / std
+    out[:, ~valid] = 0.0
+    return out
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` -> ``cuda`` when a CUDA GPU is present, else ``cpu``."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"device {device!r} asked for but no CUDA GPU is available; use --device cpu")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise ModelError(f"unknown device {device!r}; use auto, cpu or cuda[:N]")
+    return device
+
+
+def resolve_backend(backend: str, device: str) -> str:
+    """``auto`` -> ONNX Runtime on CPU (measured faster, see benchmarks/), torch on CUDA."""
+    if backend == "auto":
+        if device == "cpu":
+            try:
+                import onnxruntime  # noqa: F401
+            except ImportError:
+                return "torch"
+            return "onnx"
+        return "torch"
+    if backend not in ("torch", "onnx"):
+        raise ModelError(f"unknown backend {backend!r}; use auto, torch or onnx")
+    return backend
+
+
+def pad_to_stride(batch: np.ndarray, stride: int = STRIDE) -> tuple[np.ndarray, int, int]:
+    """Reflect-pad ``(n, c, h, w)`` so h and w are multiples of ``stride``."""
+    _, _, h, w = batch.shape
+    ph, pw = (-h) % stride, (-w) % stride
+    if ph or pw:
+        mode = "reflect" if ph < h and pw < w else "edge"
+        batch = np.pad(batch, ((0, 0), (0, 0), (0, ph), (0, pw)), mode=mode)
+    return batch, h, w
+
+
+@dataclass
+class Predictor:
+    """A loaded model ready to turn normalised batches into class probabilities."""
+
+    model: LoadedModel
+    device: str = "cpu"
+    backend: str = "torch"
+    amp: bool = True
+    threads: int | None = None
+    _session: Any = None
+    _amp_dtype: Any = None
+
+    def __post_init__(self) -> None:
+        import torch
+
+        self.device = resolve_device(self.device)
+        self.backend = resolve_backend(self.backend, self.device)
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        if self.backend == "onnx":
+            self._session = _onnx_session(self.model, self.device, self.threads)
+            return
+        module = self.model.module.to(self.device).eval()
+        if self.device.startswith("cuda"):
+            # channels_last lets cuDNN pick tensor-core kernels for the convolutions
+            module = module.to(memory_format=torch.channels_last)
+            if self.amp:
+                self._amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.model.module = module
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.model.spec
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """``(n, bands, h, w)`` float32 -> ``(n, classes, h, w)`` float32 softmax scores."""
+        if batch.ndim != 4 or batch.shape[1] != len(self.spec.bands):
+            raise ModelError(f"batch of shape {batch.shape} does not fit a {len(self.spec.bands)}-band model")
+        padded, h, w = pad_to_stride(np.ascontiguousarray(batch, dtype=np.float32))
+        if self.backend == "onnx":
+            logits = self._session.run(None, {"input": padded})[0]
+            return _softmax(logits[:, :, :h, :w])
+        return self._torch_probabilities(padded)[:, :, :h, :w]
+
+    def _torch_probabilities(self, padded: np.ndarray) -> np.ndarray:
+        import torch
+
+        x = torch.from_numpy(padded)
+        with torch.inference_mode():
+            if self.device.startswith("cuda"):
+                x = x.pin_memory().to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+                with torch.autocast("cuda", dtype=self._amp_dtype, enabled=self._amp_dtype is not None):
+                    logits = self.model.module(x)
+                probs = torch.softmax(logits.float(), dim=1)
+                return probs.cpu().numpy()
+            logits = self.model.module(x)
+            return torch.softmax(logits, dim=1).numpy()
+
+    def classes(self, probabilities: np.ndarray) -> np.ndarray:
+        """Argmax over the class axis, as the spec's class ids (uint8)."""
+        return self.spec.class_ids[np.argmax(probabilities, axis=1)]
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    return z.astype(np.float32, copy=False)
+
+
+def onnx_cache_path(model: LoadedModel) -> Path:
+    """Where the ONNX export of a checkpoint is cached (keyed by the checkpoint's hash)."""
+    base = Path(os.environ.get("GEOSEG_CACHE", Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "geoseg"))
+    return base / "onnx" / f"{model.sha256[:20]}.onnx"
+
+
+def export_onnx(model: LoadedModel, out: str | os.PathLike[str], opset: int = 17) -> Path:
+    """Export a checkpoint's model to ONNX with dynamic batch, height and width."""
+    import torch
+
+    from geoseg.io import atomic_output
+
+    module = model.module.cpu().eval()
+    dummy = torch.zeros(1, len(model.spec.bands), 256, 256)
+    out_path = Path(out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(out_path) as tmp:
+        torch.onnx.export(
+            module, (dummy,), str(tmp), input_names=["input"], output_names=["logits"], opset_version=opset,
+            dynamic_axes={"input": {0: "n", 2: "h", 3: "w"}, "logits": {0: "n", 2: "h", 3: "w"}},
+            dynamo=False,
+        )  # fmt: skip
+    return out_path
+
+
+def _onnx_session(model: LoadedModel, device: str, threads: int | None) -> Any:
+    import onnxruntime as ort
+
+    path = onnx_cache_path(model)
+    if not path.exists():
+        log.info("exporting %s to ONNX at %s", model.path, path)
+        export_onnx(model, path)
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]
+    return ort.InferenceSession(str(path), sess_options=opts, providers=providers)

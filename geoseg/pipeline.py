@@ -1,0 +1,342 @@
+"""Tiled prediction on Dask: scenes -> tiles -> model -> stitched class COG.
+
+The graph carries only the source description (paths, band indices, grid), tile windows
+and the model's path: each task reads its own pixels, normalises them, runs the model
+(loaded once per worker process and cached there) and returns the class codes of its
+tiles' *cores*. Each tile is predicted on its read window (core plus ``overlap`` pixels of
+context on every side) and cropped to its core, so every output pixel is predicted with
+at least ``overlap`` pixels of context and tiles never need each other's results; see
+benchmarks/bench_seams.py for why cropping was chosen over blending.
+
+Finished tiles are written to a tile store (one small ``.npy`` per tile beside the
+output), which makes ``resume`` exact: a rerun predicts only the missing tiles. The store
+is then streamed, window by window, into the class COG. Nothing holds the whole raster.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geoseg import __version__
+from geoseg.errors import GeosegError, ModelError, SchedulerError
+from geoseg.grid import Grid, Tile
+from geoseg.io import CLASS_NODATA, RasterSource, RasterWriter, check_writable, class_map_writer
+from geoseg.mosaic import open_region
+from geoseg.progress import Progress, report
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    tile_size: int = 512
+    overlap: int = 64
+    batch_size: int = 4
+    device: str = "auto"
+    backend: str = "auto"
+    threads: int = 1  # torch/ONNX threads per worker; one per core keeps results reproducible
+
+    def __post_init__(self) -> None:
+        if self.tile_size < 16:
+            raise GeosegError(f"--tile-size must be at least 16, got {self.tile_size}")
+        if self.overlap < 0 or self.overlap >= self.tile_size:
+            raise GeosegError(f"--overlap must be in 0..{self.tile_size - 1}, got {self.overlap}")
+        if self.batch_size < 1:
+            raise GeosegError(f"--batch-size must be at least 1, got {self.batch_size}")
+
+
+@dataclass
+class PredictResult:
+    out: Path
+    grid: Grid
+    tiles: int
+    tiles_predicted: int
+    tiles_skipped: int
+    tiles_resumed: int
+    seconds: float
+    probabilities: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def megapixels(self) -> float:
+        return self.grid.height * self.grid.width / 1e6
+
+    def summary(self) -> str:
+        mp = self.megapixels
+        return (
+            f"{self.out}: {self.grid.width} x {self.grid.height} px ({mp:.1f} MP), {self.tiles} tiles "
+            f"({self.tiles_predicted} predicted, {self.tiles_skipped} all-nodata skipped, "
+            f"{self.tiles_resumed} resumed) in {self.seconds:.1f} s, {mp / max(self.seconds, 1e-9):.2f} MP/s"
+        )
+
+
+# --------------------------------------------------------------------------------------
+# What runs inside a task (on a worker)
+
+_PREDICTORS: dict[tuple[str, str, str, int], Any] = {}
+
+
+def _predictor(model_path: str, device: str, backend: str, threads: int) -> Any:
+    """The worker process's predictor for this model: loaded once, reused by every task."""
+    key = (model_path, device, backend, threads)
+    if key not in _PREDICTORS:
+        from geoseg.inference import Predictor
+        from geoseg.model import load_checkpoint
+
+        _PREDICTORS[key] = Predictor(load_checkpoint(model_path), device=device, backend=backend, threads=threads)
+    return _PREDICTORS[key]
+
+
+def predict_tiles(
+    source: RasterSource | Any, tiles: Sequence[Tile], model_path: str, device: str, backend: str, threads: int,
+    with_probabilities: bool = False,
+) -> list[tuple[str, np.ndarray | None, np.ndarray | None]]:  # fmt: skip
+    """Read, normalise and predict a batch of tiles -> ``(key, core classes, core probs)``.
+
+    A tile whose core holds no valid pixel returns ``None`` and is never run through the
+    model. Invalid pixels come out as nodata (255).
+    """
+    from geoseg.inference import normalise
+
+    predictor = _predictor(model_path, device, backend, threads)
+    spec = predictor.spec
+    out: list[tuple[str, np.ndarray | None, np.ndarray | None]] = []
+    batch, valids, todo = [], [], []
+    for tile in tiles:
+        pixels, valid = source.read(tile.read)
+        if not valid[tile.core_in_read.slices()].any():
+            out.append((tile.key, None, None))
+            continue
+        batch.append(normalise(pixels, valid, spec))
+        valids.append(valid)
+        todo.append(tile)
+    if todo:
+        probs = predictor.probabilities(np.stack(batch))
+        classes = predictor.classes(probs)
+        for k, tile in enumerate(todo):
+            core = tile.core_in_read.slices()
+            cls = classes[k][core]
+            cls[~valids[k][core]] = CLASS_NODATA
+            p8 = None
+            if with_probabilities:
+                p8 = np.round(probs[k][(slice(None), *core)] * 254).astype(np.uint8)
+                p8[:, ~valids[k][core]] = 255
+            out.append((tile.key, np.ascontiguousarray(cls), p8))
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# The client side
+
+
+class TileStore:
+    """Finished tiles on disk beside the output, so an interrupted run can resume."""
+
+    def __init__(self, out: Path, token: str, resume: bool) -> None:
+        self.dir = out.with_name(f".{out.name}.tiles")
+        manifest = self.dir / "manifest.json"
+        if resume and manifest.exists() and json.loads(manifest.read_text()).get("token") == token:
+            return
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir.mkdir(parents=True)
+        manifest.write_text(json.dumps({"token": token, "geoseg": __version__}))
+
+    def done(self) -> set[str]:
+        return {p.name[: -len(".npz")] for p in self.dir.glob("*.npz")}
+
+    def put(self, key: str, classes: np.ndarray | None, probs: np.ndarray | None) -> None:
+        tmp = self.dir / f"{key}.tmp.npz"
+        arrays = {} if classes is None else {"classes": classes}
+        if probs is not None:
+            arrays["probs"] = probs
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, self.dir / f"{key}.npz")  # a tile is either complete or absent
+
+    def get(self, key: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+        with np.load(self.dir / f"{key}.npz") as z:
+            return (z["classes"] if "classes" in z else None, z["probs"] if "probs" in z else None)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def connect(scheduler: str | None, workers: int | None, threads: int) -> Any:
+    """A dask.distributed client: to ``scheduler`` if given, else a new LocalCluster."""
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            return Client(scheduler, timeout="5s")
+        except (OSError, TimeoutError) as exc:
+            raise SchedulerError(f"cannot reach Dask scheduler at {scheduler} ({exc}); check the address and that `dask scheduler` is running") from exc
+    n = workers or max(1, (os.cpu_count() or 1) // max(threads, 1))
+    cluster = LocalCluster(
+        n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+        memory_limit=0, silence_logs=logging.ERROR,
+    )  # fmt: skip
+    return Client(cluster)
+
+
+def predict(
+    images: Sequence[str | os.PathLike[str]],
+    model: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    tile_size: int = 512,
+    overlap: int = 64,
+    batch_size: int = 4,
+    device: str = "auto",
+    backend: str = "auto",
+    workers: int | None = None,
+    threads: int = 1,
+    scheduler: str | None = None,
+    client: Any = None,
+    probabilities: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    bands: Sequence[str | int] | None = None,
+    progress: Progress | None = None,
+) -> PredictResult:
+    """Predict a class COG for one scene or a mosaic of adjacent scenes (see ``geoseg predict``)."""
+    from dask.base import tokenize
+
+    from geoseg.inference import resolve_backend, resolve_device
+    from geoseg.model import file_sha256, read_spec, resolve_model_path
+
+    t0 = time.perf_counter()
+    opts = PredictOptions(tile_size, overlap, batch_size, device, backend, threads)
+    model_path = resolve_model_path(model).resolve()
+    spec = read_spec(model_path)
+    source = open_region(images, bands=bands if bands is not None else _default_bands(images, spec))
+    if source.count != len(spec.bands):
+        raise ModelError(
+            f"{model_path.name} expects {len(spec.bands)} bands ({', '.join(spec.bands)}) but "
+            f"{_label(images)} has {source.count} ({', '.join(source.band_names)}); select bands with --bands"
+        )
+    out_path = check_writable(out, images)
+    prob_path = check_writable(probabilities, images) if probabilities else None
+    dev = resolve_device(opts.device)
+    be = resolve_backend(opts.backend, dev)
+    if be == "onnx":
+        _ensure_onnx_export(model_path)  # once here, not racing in every worker
+    grid = source.grid
+    tiles = grid.tiles(opts.tile_size, opts.overlap)
+    token = tokenize(source, str(model_path), file_sha256(model_path), opts.tile_size, opts.overlap, be, bool(prob_path))
+    store = TileStore(out_path, token, resume)
+    done = store.done()
+    todo = [t for t in tiles if t.key not in done]
+    batches = [todo[i : i + opts.batch_size] for i in range(0, len(todo), opts.batch_size)]
+
+    own_client = client is None
+    if own_client:
+        client = connect(scheduler, workers, opts.threads)
+    skipped = predicted = 0
+    try:
+        from distributed import as_completed
+
+        futures = [
+            client.submit(
+                predict_tiles, source, batch, str(model_path), dev, be, opts.threads, prob_path is not None,
+                key=f"predict_tiles-{tokenize(token, [t.key for t in batch])}", pure=False,
+            )  # fmt: skip
+            for batch in batches
+        ]
+        finished = len(done)
+        pixels = 0
+        t_start = time.perf_counter()
+        for future in as_completed(futures):
+            for key, classes, probs in future.result():
+                store.put(key, classes, probs)
+                finished += 1
+                if classes is None:
+                    skipped += 1
+                else:
+                    predicted += 1
+                    pixels += classes.size
+            future.release()
+            rate = pixels / 1e6 / max(time.perf_counter() - t_start, 1e-9)
+            report(progress, finished, len(tiles), f"{rate:.2f} MP/s")
+    except OSError as exc:
+        raise SchedulerError(f"lost the Dask cluster during prediction ({exc})") from exc
+    finally:
+        if own_client:
+            cluster = client.cluster
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+    tags = {
+        "GEOSEG_VERSION": __version__,
+        "GEOSEG_MODEL": model_path.name,
+        "GEOSEG_MODEL_SHA256": file_sha256(model_path),
+        "GEOSEG_INPUTS": json.dumps([str(Path(p)) for p in images]),
+        "GEOSEG_PARAMS": json.dumps({"tile_size": opts.tile_size, "overlap": opts.overlap, "backend": be}),
+    }
+    _assemble(store, tiles, grid, out_path, spec, tags, prob_path)
+    store.remove()
+    return PredictResult(
+        out_path, grid, len(tiles), predicted, skipped, len(done), time.perf_counter() - t0, prob_path,
+    )  # fmt: skip
+
+
+def _assemble(
+    store: TileStore, tiles: Sequence[Tile], grid: Grid, out: Path, spec: Any, tags: dict[str, str], prob_path: Path | None
+) -> None:
+    """Stream the tile store into the class COG (and the probabilities COG)."""
+    writer = class_map_writer(out, grid, spec.classes, tags)
+    pwriter = None
+    if prob_path is not None:
+        pwriter = RasterWriter(
+            prob_path, grid, count=spec.n_classes, dtype="uint8", nodata=255, resampling="AVERAGE",
+            band_descriptions=[c.name for c in spec.classes],
+            tags={**tags, "GEOSEG_SCALE": "probability = value / 254"},
+        )  # fmt: skip
+    try:
+        for tile in tiles:
+            classes, probs = store.get(tile.key)
+            if classes is not None:
+                writer.write(tile.core, classes)
+            if pwriter is not None and probs is not None:
+                pwriter.write(tile.core, probs)
+        writer.finish()
+        if pwriter is not None:
+            pwriter.finish()
+    except BaseException:
+        writer.abort()
+        if pwriter is not None:
+            pwriter.abort()
+        raise
+
+
+def _ensure_onnx_export(model_path: Path) -> None:
+    from geoseg.inference import export_onnx, onnx_cache_path
+    from geoseg.model import load_checkpoint
+
+    loaded = load_checkpoint(model_path)
+    if not onnx_cache_path(loaded).exists():
+        export_onnx(loaded, onnx_cache_path(loaded))
+
+
+def _default_bands(images: Sequence[Any], spec: Any) -> list[str] | None:
+    """Select the model's bands by name when the image names its bands the same way."""
+    from geoseg.io import open_raster
+
+    names = {n.lower() for n in open_raster(images[0]).band_names}
+    if all(b.lower() in names for b in spec.bands):
+        return list(spec.bands)
+    return None
+
+
+def _label(images: Sequence[Any]) -> str:
+    return str(images[0]) if len(images) == 1 else f"{images[0]} (+{len(images) - 1} more)"
+
