@@ -217,9 +217,8 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
         return _existing(p)
     from geoseg import catalog
 
-    entry = catalog.load_catalog().get(str(name_or_path))
-    resolved: Path = entry.model_path()  # type: ignore[attr-defined]
-    return _existing(resolved)
+    entry = catalog.load_catalog().get(str(name_or_path), catalog.ModelEntry)
+    return _existing(entry.checkpoint_path())
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

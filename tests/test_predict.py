@@ -1,0 +1,253 @@
+"""Tiled prediction end to end: real Dask clusters, real GeoTIFFs, real (tiny) smp models."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from click.testing import CliRunner
+
+from geoseg.cli import main
+from geoseg.errors import ModelError, OutputError, SchedulerError
+from geoseg.grid import Grid
+from geoseg.io import open_raster, validate_cog
+from geoseg.model import init_checkpoint, load_checkpoint, make_spec, read_spec, save_checkpoint
+from geoseg.pipeline import predict
+
+VENV_BIN = Path(sys.executable).parent
+TINY = {"encoder_depth": 3, "decoder_channels": [32, 16, 8]}
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small untrained Unet: 4 bands, 6 classes, normalisation for uint16 reflectance."""
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    spec = make_spec("Unet", "resnet18", ["blue", "green", "red", "nir"], 6,
+                     mean=[800, 900, 800, 2500], std=[400, 400, 500, 900], **TINY)  # fmt: skip
+    return init_checkpoint(path, spec, seed=0)
+
+
+def make_scene(path: Path, height: int = 700, width: int = 900, seed: int = 0, origin: tuple[float, float] = (500_000, 9_000_000)) -> Path:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = (np.sin((yy + origin[1] / 10) / 37.0) + np.cos((xx + origin[0] / 10) / 23.0)) * 600
+    data = np.stack([base * k + 1500 + rng.normal(0, 80, base.shape) for k in (0.5, 0.8, 1.0, 2.0)])
+    data = np.clip(data, 1, 10000).astype("uint16")
+    data[:, :300, :300] = 0  # a nodata corner: the first 256-px tile is skipped
+    with rasterio.open(
+        path, "w", driver="GTiff", count=4, height=height, width=width, dtype="uint16", nodata=0,
+        crs="EPSG:32720", transform=Affine(10, 0, origin[0], 0, -10, origin[1]), tiled=True,
+    ) as ds:  # fmt: skip
+        ds.write(data)
+        for i, name in enumerate(["blue", "green", "red", "nir"], start=1):
+            ds.set_band_description(i, name)
+    return path
+
+
+@pytest.fixture(scope="session")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_scene(tmp_path_factory.mktemp("scene") / "scene.tif")
+
+
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory: pytest.TempPathFactory, scene: Path, tiny_model: Path) -> Path:
+    out = tmp_path_factory.mktemp("ref") / "ref.tif"
+    res = predict([scene], tiny_model, out, tile_size=256, overlap=32, workers=2, backend="torch")
+    assert res.tiles == 12 and res.tiles_skipped == 1 and res.tiles_predicted == 11
+    return out
+
+
+def test_output_contract(reference: Path, scene: Path) -> None:
+    ok, errors, _ = validate_cog(reference)
+    assert ok, errors
+    src = open_raster(scene)
+    with rasterio.open(reference) as ds:
+        assert Grid.from_dataset(ds).same_as(src.grid)  # output grid = input grid
+        assert ds.dtypes[0] == "uint8" and ds.nodata == 255 and ds.colormap(1)
+        classes = ds.read(1)
+        assert ds.tags()["GEOSEG_MODEL"] == "tiny.safetensors"
+    _, valid = src.read()
+    assert (classes[~valid] == 255).all()  # nodata in -> nodata out
+    assert (classes[valid] < 6).all()
+    assert len(np.unique(classes[valid])) >= 2
+
+
+def test_deterministic_whatever_workers_and_batches(tmp_path: Path, reference: Path, scene: Path, tiny_model: Path) -> None:
+    out = tmp_path / "one.tif"
+    predict([scene], tiny_model, out, tile_size=256, overlap=32, workers=1, batch_size=3, backend="torch")
+    assert out.read_bytes() == reference.read_bytes()
+
+
+def test_onnx_backend_agrees_with_torch(tmp_path: Path, reference: Path, scene: Path, tiny_model: Path) -> None:
+    out = tmp_path / "onnx.tif"
+    predict([scene], tiny_model, out, tile_size=256, overlap=32, workers=2, backend="onnx")
+    with rasterio.open(out) as a, rasterio.open(reference) as b:
+        agree = (a.read(1) == b.read(1)).mean()
+    assert agree > 0.999  # float rounding may flip near-ties, nothing more
+
+
+def test_probabilities_output(tmp_path: Path, scene: Path, tiny_model: Path) -> None:
+    out, probs = tmp_path / "c.tif", tmp_path / "p.tif"
+    predict([scene], tiny_model, out, tile_size=512, overlap=0, workers=1, backend="torch", probabilities=probs)
+    with rasterio.open(probs) as p, rasterio.open(out) as c:
+        assert p.count == 6 and p.descriptions[0] == "class0"
+        pr = p.read()
+        cl = c.read(1)
+    valid = cl != 255
+    total = pr[:, valid].astype(int).sum(axis=0)
+    assert np.abs(total - 254).max() <= 6  # rounded probabilities still sum to ~1
+    top2 = np.sort(pr[:, valid].astype(int), axis=0)[-2:]
+    clear = top2[1] - top2[0] >= 2  # rounding to 1/254 cannot flip these
+    assert (np.argmax(pr[:, valid], axis=0) == cl[valid])[clear].all()
+
+
+def test_mosaic_of_adjacent_scenes(tmp_path: Path, tiny_model: Path) -> None:
+    left = make_scene(tmp_path / "left.tif", 300, 256, origin=(500_000, 9_000_000))
+    right = make_scene(tmp_path / "right.tif", 300, 200, seed=1, origin=(502_560, 9_000_000))
+    out = tmp_path / "mosaic.tif"
+    res = predict([left, right], tiny_model, out, tile_size=128, overlap=16, workers=1, backend="torch")
+    assert res.grid.shape == (300, 456)
+    with rasterio.open(out) as ds:
+        assert ds.width == 456 and ds.transform.c == 500_000
+
+
+def test_cli_predict_and_model_commands(tmp_path: Path, scene: Path) -> None:
+    runner = CliRunner()
+    model = tmp_path / "m.safetensors"
+    r = runner.invoke(main, ["model", "init", "--arch", "FPN", "--encoder", "resnet18", "--bands", "4",
+                             "--classes", "3", "--out", str(model)])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(main, ["model", "info", str(model)])
+    assert r.exit_code == 0 and "FPN / resnet18" in r.output
+    out = tmp_path / "out.tif"
+    r = runner.invoke(main, ["predict", str(scene), "--model", str(model), "--out", str(out), "--tile-size", "512",
+                             "--workers", "1", "--backend", "torch"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "MP/s" in r.output and out.exists()
+
+
+def test_checkpoint_round_trip_and_no_pickle(tmp_path: Path, tiny_model: Path) -> None:
+    import torch
+
+    loaded = load_checkpoint(tiny_model)
+    spec = read_spec(tiny_model)
+    assert spec.bands == ("blue", "green", "red", "nir") and spec.mean[3] == 2500
+    copy = save_checkpoint(tmp_path / "copy.safetensors", spec, loaded.module)
+    again = load_checkpoint(copy)
+    for (k, a), (_, b) in zip(loaded.module.state_dict().items(), again.module.state_dict().items(), strict=True):
+        assert torch.equal(a, b), k
+    pickled = tmp_path / "model.pt"
+    torch.save(loaded.module.state_dict(), pickled)
+    with pytest.raises(ModelError, match="pickle"):
+        load_checkpoint(pickled)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--arch", "NotANet"], "unknown architecture"),
+        (["--encoder", "resnet9000"], "unknown encoder"),
+    ],
+)
+def test_model_init_bad_input(tmp_path: Path, args: list[str], message: str) -> None:
+    r = CliRunner().invoke(main, ["model", "init", *args, "--out", str(tmp_path / "m.safetensors")])
+    assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output
+    assert not list(tmp_path.iterdir())
+
+
+def test_predict_bad_inputs(tmp_path: Path, scene: Path, tiny_model: Path) -> None:
+    three = tmp_path / "m3.safetensors"
+    init_checkpoint(three, make_spec("Unet", "resnet18", 3, 2, **TINY))
+    with pytest.raises(ModelError, match=r"expects 3 bands .* has 4"):
+        predict([scene], three, tmp_path / "o.tif")
+    with pytest.raises(OutputError, match="also an input"):
+        predict([scene], tiny_model, scene)
+    with pytest.raises(OutputError, match="does not exist"):
+        predict([scene], tiny_model, tmp_path / "no" / "o.tif")
+    notgeoseg = tmp_path / "x.safetensors"
+    notgeoseg.write_bytes(b"\x00" * 64)
+    with pytest.raises(ModelError, match="not a geoseg checkpoint"):
+        predict([scene], notgeoseg, tmp_path / "o.tif")
+    two_band = tmp_path / "two.tif"
+    with rasterio.open(two_band, "w", driver="GTiff", count=2, height=50, width=50, dtype="uint16",
+                       crs="EPSG:32720", transform=Affine(10, 0, 509_000, 0, -10, 9_000_000)) as ds:  # fmt: skip
+        ds.write(np.ones((2, 50, 50), "uint16"))
+    r = CliRunner().invoke(main, ["predict", str(scene), str(two_band), "--model", str(tiny_model),
+                                  "--out", str(tmp_path / "o.tif"), "--bands", "1,2"])  # fmt: skip
+    r = CliRunner().invoke(main, ["predict", str(scene), str(two_band), "--model", str(tiny_model),
+                                  "--out", str(tmp_path / "o.tif")])  # fmt: skip
+    assert r.exit_code == 2 and "two.tif" in r.output and "band" in r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m3.safetensors", "two.tif", "x.safetensors"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_unreachable_scheduler_fails_fast(tmp_path: Path, scene: Path, tiny_model: Path) -> None:
+    t = time.perf_counter()
+    with pytest.raises(SchedulerError, match="cannot reach Dask scheduler"):
+        predict([scene], tiny_model, tmp_path / "o.tif", scheduler=f"tcp://127.0.0.1:{_free_port()}")
+    assert time.perf_counter() - t < 15
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_real_scheduler_and_workers_give_identical_bytes(tmp_path: Path, reference: Path, scene: Path, tiny_model: Path) -> None:
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "DASK_DISTRIBUTED__LOGGING__DISTRIBUTED": "error"}
+    procs = [subprocess.Popen([VENV_BIN / "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--no-dashboard"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]  # fmt: skip
+    try:
+        time.sleep(2)
+        for _ in range(2):
+            procs.append(subprocess.Popen([VENV_BIN / "dask", "worker", address, "--nthreads", "1", "--no-dashboard",
+                                           "--nworkers", "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
+        from distributed import Client
+
+        with Client(address, timeout="20s") as client:
+            client.wait_for_workers(2, timeout=60)
+        out = tmp_path / "remote.tif"
+        r = CliRunner().invoke(main, ["predict", str(scene), "--model", str(tiny_model), "--out", str(out),
+                                      "--tile-size", "256", "--overlap", "32", "--backend", "torch",
+                                      "--scheduler", address])  # fmt: skip
+        assert r.exit_code == 0, r.output
+        assert out.read_bytes() == reference.read_bytes()
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
+
+
+def test_resume_after_sigkill_is_identical(tmp_path: Path, scene: Path, tiny_model: Path) -> None:
+    full = tmp_path / "full.tif"
+    predict([scene], tiny_model, full, tile_size=64, overlap=16, workers=1, batch_size=1, backend="torch")
+    out = tmp_path / "resumed.tif"
+    cmd = [str(VENV_BIN / "geoseg"), "predict", str(scene), "--model", str(tiny_model), "--out", str(out),
+           "--tile-size", "64", "--overlap", "16", "--workers", "1", "--batch-size", "1", "--backend", "torch"]  # fmt: skip
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = tmp_path / ".resumed.tif.tiles"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(store.glob("*.npz"))) < 40:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its Dask workers, mid-run
+    proc.wait()
+    finished = len(list(store.glob("*.npz")))
+    assert 40 <= finished < 165 and not out.exists()
+    r = CliRunner().invoke(main, [*cmd[1:], "--resume"])
+    assert r.exit_code == 0, r.output
+    assert f"{finished} resumed" in r.output
+    assert out.read_bytes() == full.read_bytes()
+    assert not store.exists()
