@@ -28,7 +28,7 @@ def _torchvision_native_loads() -> bool:
     spec = importlib.util.find_spec("torchvision")
     if spec is None or not spec.submodule_search_locations:
         return True  # no torchvision: nothing to patch
-    folder = list(spec.submodule_search_locations)[0]
+    folder = next(iter(spec.submodule_search_locations))
     for name in os.listdir(folder):
         if name.startswith("_C") and name.endswith((".so", ".pyd")):
             try:

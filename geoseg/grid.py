@@ -59,7 +59,7 @@ class Window:
     def to_rasterio(self) -> Any:
         from rasterio.windows import Window as RioWindow
 
-        return RioWindow(self.col_off, self.row_off, self.width, self.height)  # type: ignore[call-arg]
+        return RioWindow(self.col_off, self.row_off, self.width, self.height)
 
     def relative_to(self, outer: Window) -> Window:
         """This window in the pixel coordinates of ``outer``."""

@@ -67,7 +67,7 @@ def pad_to_stride(batch: np.ndarray, stride: int = STRIDE) -> tuple[np.ndarray, 
     ph, pw = (-h) % stride, (-w) % stride
     if ph or pw:
         mode = "reflect" if ph < h and pw < w else "edge"
-        batch = np.pad(batch, ((0, 0), (0, 0), (0, ph), (0, pw)), mode=mode)
+        batch = np.pad(batch, [(0, 0), (0, 0), (0, int(ph)), (0, int(pw))], mode=mode)  # type: ignore[call-overload]
     return batch, h, w
 
 
@@ -121,7 +121,11 @@ class Predictor:
         x = torch.from_numpy(padded)
         with torch.inference_mode():
             if self.device.startswith("cuda"):
-                x = x.pin_memory().to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+                x = (
+                    x.pin_memory()
+                    .to(self.device, non_blocking=True)
+                    .contiguous(memory_format=torch.channels_last)
+                )
                 with torch.autocast("cuda", dtype=self._amp_dtype, enabled=self._amp_dtype is not None):
                     logits = self.model.module(x)
                 probs = torch.softmax(logits.float(), dim=1)
@@ -143,7 +147,11 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 def onnx_cache_path(model: LoadedModel) -> Path:
     """Where the ONNX export of a checkpoint is cached (keyed by the checkpoint's hash)."""
-    base = Path(os.environ.get("GEOSEG_CACHE", Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "geoseg"))
+    base = Path(
+        os.environ.get(
+            "GEOSEG_CACHE", Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "geoseg"
+        )
+    )
     return base / "onnx" / f"{model.sha256[:20]}.onnx"
 
 
@@ -159,10 +167,15 @@ def export_onnx(model: LoadedModel, out: str | os.PathLike[str], opset: int = 17
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(out_path) as tmp:
         torch.onnx.export(
-            module, (dummy,), str(tmp), input_names=["input"], output_names=["logits"], opset_version=opset,
+            module,
+            (dummy,),
+            str(tmp),
+            input_names=["input"],
+            output_names=["logits"],
+            opset_version=opset,
             dynamic_axes={"input": {0: "n", 2: "h", 3: "w"}, "logits": {0: "n", 2: "h", 3: "w"}},
             dynamo=False,
-        )  # fmt: skip
+        )
     return out_path
 
 
@@ -177,5 +190,9 @@ def _onnx_session(model: LoadedModel, device: str, threads: int | None) -> Any:
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]
+    providers = (
+        ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        if device.startswith("cuda")
+        else ["CPUExecutionProvider"]
+    )
     return ort.InferenceSession(str(path), sess_options=opts, providers=providers)

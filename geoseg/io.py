@@ -20,8 +20,15 @@ import rasterio
 from rasterio.enums import ColorInterp
 from rasterio.errors import RasterioIOError
 
-from geoseg.errors import BadRasterError, BandError, GridMismatchError, MissingFileError, OutputError, WindowError
-from geoseg.grid import Grid, Window, crs_equal
+from geoseg.errors import (
+    BadRasterError,
+    BandError,
+    GridMismatchError,
+    MissingFileError,
+    OutputError,
+    WindowError,
+)
+from geoseg.grid import Grid, Window
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 CLASS_NODATA = 255
@@ -93,10 +100,12 @@ def _check_readable(ds: Any, path: str) -> None:
     h, w = ds.height, ds.width
     try:
         for row in (0, h - 1):
-            ds.read(1, window=rasterio.windows.Window(0, row, min(w, 256), 1))  # type: ignore[call-arg]
-            ds.read(1, window=rasterio.windows.Window(max(0, w - 256), row, min(w, 256), 1))  # type: ignore[call-arg]
+            ds.read(1, window=rasterio.windows.Window(0, row, min(w, 256), 1))
+            ds.read(1, window=rasterio.windows.Window(max(0, w - 256), row, min(w, 256), 1))
     except RasterioIOError as exc:
-        raise BadRasterError(f"truncated or corrupt raster ({_first_line(exc)}); re-download or re-export it", path) from exc
+        raise BadRasterError(
+            f"truncated or corrupt raster ({_first_line(exc)}); re-download or re-export it", path
+        ) from exc
 
 
 def _band_name(ds: Any, i: int) -> str:
@@ -114,7 +123,9 @@ def _describe_one(path: str, ds: Any) -> tuple[list[BandRef], str, float | None,
     if any(d != dtype for d in ds.dtypes):
         raise BadRasterError(f"bands have mixed data types {sorted(set(ds.dtypes))}", path)
     if dtype not in SUPPORTED_DTYPES:
-        raise BadRasterError(f"data type {dtype} is not supported (use one of {', '.join(SUPPORTED_DTYPES)})", path)
+        raise BadRasterError(
+            f"data type {dtype} is not supported (use one of {', '.join(SUPPORTED_DTYPES)})", path
+        )
     flags = ds.mask_flag_enums[0] if ds.count else ()
     uses_mask = any(f.name == "per_dataset" for f in flags) and ds.nodata is None
     refs = [BandRef(path, i, _band_name(ds, i), ds.nodata) for i in range(1, ds.count + 1)]
@@ -205,7 +216,10 @@ def _select(refs: list[BandRef], wanted: Sequence[str | int], paths: Sequence[An
             ref = by_name.get(str(w).lower())
             if ref is None:
                 names = ", ".join(r.name for r in refs)
-                raise BandError(f"has no band named {w!r} (it has: {names}); pass --bands with those names or indices", _label(paths))
+                raise BandError(
+                    f"has no band named {w!r} (it has: {names}); pass --bands with those names or indices",
+                    _label(paths),
+                )
             out.append(ref)
     return out
 
@@ -313,9 +327,17 @@ class ClassInfo:
 def default_colour(i: int) -> tuple[int, int, int]:
     """A stable, distinguishable colour for class ``i`` when none is given."""
     palette = [
-        (34, 139, 34), (65, 105, 225), (238, 201, 0), (154, 205, 50), (210, 180, 140),
-        (220, 20, 60), (0, 206, 209), (148, 0, 211), (255, 140, 0), (112, 128, 144),
-    ]  # fmt: skip
+        (34, 139, 34),
+        (65, 105, 225),
+        (238, 201, 0),
+        (154, 205, 50),
+        (210, 180, 140),
+        (220, 20, 60),
+        (0, 206, 209),
+        (148, 0, 211),
+        (255, 140, 0),
+        (112, 128, 144),
+    ]
     return palette[i % len(palette)]
 
 
@@ -365,8 +387,10 @@ class RasterWriter:
                 self._ds = rasterio.open(self._stage, "w", **profile)
                 if self.nodata is not None:
                     # Unwritten blocks read back as nodata, not 0 (0 is a real class).
-                    self._ds.write(np.full((self.count, 1, 1), self.nodata, dtype=self.dtype),
-                                   window=rasterio.windows.Window(0, 0, 1, 1))  # type: ignore[call-arg]
+                    self._ds.write(
+                        np.full((self.count, 1, 1), self.nodata, dtype=self.dtype),
+                        window=rasterio.windows.Window(0, 0, 1, 1),
+                    )
         except (RasterioIOError, OSError) as exc:
             raise OutputError(f"cannot be written ({_first_line(exc)})", self.path) from exc
 
@@ -394,11 +418,17 @@ class RasterWriter:
         try:
             with rasterio.Env(**GDAL_ENV), atomic_output(self.path) as tmp:
                 rio_copy(
-                    self._stage, tmp, driver="COG",
-                    COMPRESS="DEFLATE", PREDICTOR="NO" if self.dtype == "uint8" else "YES",
-                    BLOCKSIZE=COG_BLOCK, OVERVIEW_RESAMPLING=self.resampling, RESAMPLING="NEAREST",
-                    NUM_THREADS="ALL_CPUS", BIGTIFF="IF_SAFER",
-                )  # fmt: skip
+                    self._stage,
+                    tmp,
+                    driver="COG",
+                    COMPRESS="DEFLATE",
+                    PREDICTOR="NO" if self.dtype == "uint8" else "YES",
+                    BLOCKSIZE=COG_BLOCK,
+                    OVERVIEW_RESAMPLING=self.resampling,
+                    RESAMPLING="NEAREST",
+                    NUM_THREADS="ALL_CPUS",
+                    BIGTIFF="IF_SAFER",
+                )
         finally:
             self._stage.unlink(missing_ok=True)
         return self.path
@@ -425,7 +455,9 @@ def class_map_writer(
     path: str | os.PathLike[str], grid: Grid, classes: Sequence[ClassInfo], tags: dict[str, str] | None = None
 ) -> RasterWriter:
     """The class-map contract: single-band uint8 COG, nodata 255, colours and names."""
-    return RasterWriter(Path(path), grid, 1, "uint8", CLASS_NODATA, classes=list(classes), tags=dict(tags or {}))
+    return RasterWriter(
+        Path(path), grid, 1, "uint8", CLASS_NODATA, classes=list(classes), tags=dict(tags or {})
+    )
 
 
 def colour_table(classes: Sequence[ClassInfo]) -> dict[int, tuple[int, int, int, int]]:
@@ -441,7 +473,9 @@ def class_tags(classes: Sequence[ClassInfo]) -> dict[str, str]:
     import json
 
     tags = {f"CLASS_{c.id}": c.name for c in classes}
-    tags["GEOSEG_CLASSES"] = json.dumps([{"id": c.id, "name": c.name, "colour": list(c.colour)} for c in classes])
+    tags["GEOSEG_CLASSES"] = json.dumps(
+        [{"id": c.id, "name": c.name, "colour": list(c.colour)} for c in classes]
+    )
     return tags
 
 
@@ -452,7 +486,10 @@ def read_classes(path: str | os.PathLike[str]) -> list[ClassInfo]:
     with _open(path) as ds:
         tags = ds.tags()
         if "GEOSEG_CLASSES" in tags:
-            return [ClassInfo(int(c["id"]), str(c["name"]), tuple(c["colour"])) for c in json.loads(tags["GEOSEG_CLASSES"])]  # type: ignore[misc]
+            return [
+                ClassInfo(int(c["id"]), str(c["name"]), tuple(c["colour"]))
+                for c in json.loads(tags["GEOSEG_CLASSES"])
+            ]
         named = {int(k[6:]): v for k, v in tags.items() if k.startswith("CLASS_") and k[6:].isdigit()}
         return [ClassInfo(i, n, default_colour(i)) for i, n in sorted(named.items())]
 
@@ -480,9 +517,8 @@ def validate_cog(path: str | os.PathLike[str]) -> tuple[bool, list[str], list[st
             errors.append("not written with the COG layout (IFDs and overviews before the data)")
         if ds.block_shapes[0][1] == ds.width and ds.height > 1:  # strips span the whole width
             errors.append("not tiled")
-        if ds.width > COG_BLOCK or ds.height > COG_BLOCK:
-            if not ds.overviews(1):
-                errors.append("no overviews on a raster larger than one block")
+        if (ds.width > COG_BLOCK or ds.height > COG_BLOCK) and not ds.overviews(1):
+            errors.append("no overviews on a raster larger than one block")
         if ds.compression is None:
             warnings.append("not compressed")
         block_h, block_w = ds.block_shapes[0]

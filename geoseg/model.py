@@ -18,14 +18,23 @@ from typing import Any
 import numpy as np
 
 from geoseg import __version__
-from geoseg.errors import ModelError, MissingFileError
+from geoseg.errors import MissingFileError, ModelError
 from geoseg.io import ClassInfo, default_colour
 
 FORMAT = "geoseg-checkpoint/1"
 ARCHITECTURES = (
-    "Unet", "UnetPlusPlus", "FPN", "PSPNet", "DeepLabV3", "DeepLabV3Plus",
-    "Linknet", "MAnet", "PAN", "UPerNet", "Segformer",
-)  # fmt: skip
+    "Unet",
+    "UnetPlusPlus",
+    "FPN",
+    "PSPNet",
+    "DeepLabV3",
+    "DeepLabV3Plus",
+    "Linknet",
+    "MAnet",
+    "PAN",
+    "UPerNet",
+    "Segformer",
+)
 
 
 @dataclass(frozen=True)
@@ -46,7 +55,9 @@ class ModelSpec:
         if n == 0:
             raise ModelError("a model needs at least one band")
         if len(self.mean) != n or len(self.std) != n:
-            raise ModelError(f"normalisation has {len(self.mean)} means and {len(self.std)} stds for {n} bands")
+            raise ModelError(
+                f"normalisation has {len(self.mean)} means and {len(self.std)} stds for {n} bands"
+            )
         if any(s <= 0 for s in self.std):
             raise ModelError("normalisation std must be positive")
         if len(self.classes) < 2:
@@ -72,7 +83,9 @@ class ModelSpec:
     @classmethod
     def from_json(cls, text: str) -> ModelSpec:
         d = json.loads(text)
-        d["classes"] = tuple(ClassInfo(int(c["id"]), str(c["name"]), tuple(c["colour"])) for c in d["classes"])
+        d["classes"] = tuple(
+            ClassInfo(int(c["id"]), str(c["name"]), tuple(c["colour"])) for c in d["classes"]
+        )
         for key in ("bands", "mean", "std"):
             d[key] = tuple(d[key])
         return cls(**d)
@@ -87,8 +100,9 @@ def canonical_arch(arch: str) -> str:
 
 
 def check_encoder(encoder: str) -> None:
-    from geoseg import _compat  # noqa: F401  (before smp: see the module's docstring)
     import segmentation_models_pytorch as smp
+
+    from geoseg import _compat  # noqa: F401  (before smp: see the module's docstring)
 
     if encoder.startswith("tu-"):
         import timm
@@ -99,21 +113,28 @@ def check_encoder(encoder: str) -> None:
     names = smp.encoders.get_encoder_names()
     if encoder not in names:
         close = [n for n in names if n.split("_")[0].split("-")[0] in encoder] or names[:8]
-        raise ModelError(f"unknown encoder {encoder!r}; e.g. {', '.join(close[:8])}, or a timm encoder as tu-NAME")
+        raise ModelError(
+            f"unknown encoder {encoder!r}; e.g. {', '.join(close[:8])}, or a timm encoder as tu-NAME"
+        )
 
 
 def build_model(spec: ModelSpec) -> Any:
     """The torch module for ``spec`` with random weights (no download: encoder_weights=None)."""
-    from geoseg import _compat  # noqa: F401
     import segmentation_models_pytorch as smp
+
+    from geoseg import _compat  # noqa: F401
 
     arch = canonical_arch(spec.arch)
     check_encoder(spec.encoder)
     try:
         return smp.create_model(
-            arch, encoder_name=spec.encoder, encoder_weights=None,
-            in_channels=len(spec.bands), classes=spec.n_classes, **spec.kwargs,
-        )  # fmt: skip
+            arch,
+            encoder_name=spec.encoder,
+            encoder_weights=None,
+            in_channels=len(spec.bands),
+            classes=spec.n_classes,
+            **spec.kwargs,
+        )
     except (KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise ModelError(f"cannot build {arch} with encoder {spec.encoder}: {exc}") from exc
 
@@ -135,9 +156,14 @@ def make_spec(
         class_list = list(classes)
     n = len(band_names)
     return ModelSpec(
-        canonical_arch(arch), encoder, tuple(band_names), tuple(class_list),
-        tuple(mean or [0.0] * n), tuple(std or [1.0] * n), dict(kwargs),
-    )  # fmt: skip
+        canonical_arch(arch),
+        encoder,
+        tuple(band_names),
+        tuple(class_list),
+        tuple(mean or [0.0] * n),
+        tuple(std or [1.0] * n),
+        dict(kwargs),
+    )
 
 
 def save_checkpoint(path: str | os.PathLike[str], spec: ModelSpec, model: Any) -> Path:
@@ -172,7 +198,9 @@ def read_spec(path: str | os.PathLike[str]) -> ModelSpec:
     except Exception as exc:  # safetensors raises its own SafetensorError and OSError
         raise ModelError(_not_a_checkpoint(p, exc)) from exc
     if meta.get("format") != FORMAT or "spec" not in meta:
-        raise ModelError(f"{p}: a safetensors file but not a geoseg checkpoint (no geoseg spec in its metadata)")
+        raise ModelError(
+            f"{p}: a safetensors file but not a geoseg checkpoint (no geoseg spec in its metadata)"
+        )
     try:
         return ModelSpec.from_json(meta["spec"])
     except (KeyError, TypeError, ValueError) as exc:
@@ -189,7 +217,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> LoadedModel:
     state = load_file(str(p))
     missing, unexpected = module.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ModelError(f"{p}: weights do not fit {spec.arch}/{spec.encoder} (missing {len(missing)}, unexpected {len(unexpected)})")
+        raise ModelError(
+            f"{p}: weights do not fit {spec.arch}/{spec.encoder} (missing {len(missing)}, unexpected {len(unexpected)})"
+        )
     module.eval()
     return LoadedModel(spec, module, p, file_sha256(p))
 

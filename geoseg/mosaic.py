@@ -80,9 +80,13 @@ def open_region(
                 path,
             )
         if not crs_equal(s.grid.crs, first.grid.crs):
-            raise GridMismatchError(f"CRS differs from {images[0]}'s; reproject the scenes to one CRS first", path)
+            raise GridMismatchError(
+                f"CRS differs from {images[0]}'s; reproject the scenes to one CRS first", path
+            )
         if not np.allclose(s.grid.res, first.grid.res, rtol=1e-9):
-            raise GridMismatchError(f"pixel size {s.grid.res} differs from {images[0]}'s {first.grid.res}", path)
+            raise GridMismatchError(
+                f"pixel size {s.grid.res} differs from {images[0]}'s {first.grid.res}", path
+            )
     t0 = first.grid.transform
     rx, ry = first.grid.res
     offsets = []
@@ -90,7 +94,9 @@ def open_region(
         col = (s.grid.transform.c - t0.c) / rx
         row = (t0.f - s.grid.transform.f) / ry
         if abs(col - round(col)) > 1e-3 or abs(row - round(row)) > 1e-3:
-            raise GridMismatchError("is not on the same pixel lattice as the first scene; resample it first", path)
+            raise GridMismatchError(
+                "is not on the same pixel lattice as the first scene; resample it first", path
+            )
         offsets.append((round(row), round(col)))
     r_min = min(r for r, _ in offsets)
     c_min = min(c for _, c in offsets)

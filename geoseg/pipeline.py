@@ -93,14 +93,21 @@ def _predictor(model_path: str, device: str, backend: str, threads: int) -> Any:
         from geoseg.inference import Predictor
         from geoseg.model import load_checkpoint
 
-        _PREDICTORS[key] = Predictor(load_checkpoint(model_path), device=device, backend=backend, threads=threads)
+        _PREDICTORS[key] = Predictor(
+            load_checkpoint(model_path), device=device, backend=backend, threads=threads
+        )
     return _PREDICTORS[key]
 
 
 def predict_tiles(
-    source: RasterSource | Any, tiles: Sequence[Tile], model_path: str, device: str, backend: str, threads: int,
+    source: RasterSource | Any,
+    tiles: Sequence[Tile],
+    model_path: str,
+    device: str,
+    backend: str,
+    threads: int,
     with_probabilities: bool = False,
-) -> list[tuple[str, np.ndarray | None, np.ndarray | None]]:  # fmt: skip
+) -> list[tuple[str, np.ndarray | None, np.ndarray | None]]:
     """Read, normalise and predict a batch of tiles -> ``(key, core classes, core probs)``.
 
     A tile whose core holds no valid pixel returns ``None`` and is never run through the
@@ -160,12 +167,12 @@ class TileStore:
         if probs is not None:
             arrays["probs"] = probs
         with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, **arrays)  # type: ignore[arg-type]
         os.replace(tmp, self.dir / f"{key}.npz")  # a tile is either complete or absent
 
     def get(self, key: str) -> tuple[np.ndarray | None, np.ndarray | None]:
         with np.load(self.dir / f"{key}.npz") as z:
-            return (z["classes"] if "classes" in z else None, z["probs"] if "probs" in z else None)
+            return (z["classes"] if "classes" in z.files else None, z["probs"] if "probs" in z.files else None)
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -179,12 +186,18 @@ def connect(scheduler: str | None, workers: int | None, threads: int) -> Any:
         try:
             return Client(scheduler, timeout="5s")
         except (OSError, TimeoutError) as exc:
-            raise SchedulerError(f"cannot reach Dask scheduler at {scheduler} ({exc}); check the address and that `dask scheduler` is running") from exc
+            raise SchedulerError(
+                f"cannot reach Dask scheduler at {scheduler} ({exc}); check the address and that `dask scheduler` is running"
+            ) from exc
     n = workers or max(1, (os.cpu_count() or 1) // max(threads, 1))
     cluster = LocalCluster(
-        n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-        memory_limit=0, silence_logs=logging.ERROR,
-    )  # fmt: skip
+        n_workers=n,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        memory_limit=0,
+        silence_logs=logging.ERROR,
+    )
     return Client(cluster)
 
 
@@ -231,7 +244,9 @@ def predict(
         _ensure_onnx_export(model_path)  # once here, not racing in every worker
     grid = source.grid
     tiles = grid.tiles(opts.tile_size, opts.overlap)
-    token = tokenize(source, str(model_path), file_sha256(model_path), opts.tile_size, opts.overlap, be, bool(prob_path))
+    token = tokenize(
+        source, str(model_path), file_sha256(model_path), opts.tile_size, opts.overlap, be, bool(prob_path)
+    )
     store = TileStore(out_path, token, resume)
     done = store.done()
     todo = [t for t in tiles if t.key not in done]
@@ -246,9 +261,17 @@ def predict(
 
         futures = [
             client.submit(
-                predict_tiles, source, batch, str(model_path), dev, be, opts.threads, prob_path is not None,
-                key=f"predict_tiles-{tokenize(token, [t.key for t in batch])}", pure=False,
-            )  # fmt: skip
+                predict_tiles,
+                source,
+                batch,
+                str(model_path),
+                dev,
+                be,
+                opts.threads,
+                prob_path is not None,
+                key=f"predict_tiles-{tokenize(token, [t.key for t in batch])}",
+                pure=False,
+            )
             for batch in batches
         ]
         finished = len(done)
@@ -285,22 +308,40 @@ def predict(
     _assemble(store, tiles, grid, out_path, spec, tags, prob_path)
     store.remove()
     return PredictResult(
-        out_path, grid, len(tiles), predicted, skipped, len(done), time.perf_counter() - t0, prob_path,
-    )  # fmt: skip
+        out_path,
+        grid,
+        len(tiles),
+        predicted,
+        skipped,
+        len(done),
+        time.perf_counter() - t0,
+        prob_path,
+    )
 
 
 def _assemble(
-    store: TileStore, tiles: Sequence[Tile], grid: Grid, out: Path, spec: Any, tags: dict[str, str], prob_path: Path | None
+    store: TileStore,
+    tiles: Sequence[Tile],
+    grid: Grid,
+    out: Path,
+    spec: Any,
+    tags: dict[str, str],
+    prob_path: Path | None,
 ) -> None:
     """Stream the tile store into the class COG (and the probabilities COG)."""
     writer = class_map_writer(out, grid, spec.classes, tags)
     pwriter = None
     if prob_path is not None:
         pwriter = RasterWriter(
-            prob_path, grid, count=spec.n_classes, dtype="uint8", nodata=255, resampling="AVERAGE",
+            prob_path,
+            grid,
+            count=spec.n_classes,
+            dtype="uint8",
+            nodata=255,
+            resampling="AVERAGE",
             band_descriptions=[c.name for c in spec.classes],
             tags={**tags, "GEOSEG_SCALE": "probability = value / 254"},
-        )  # fmt: skip
+        )
     try:
         for tile in tiles:
             classes, probs = store.get(tile.key)
@@ -339,4 +380,3 @@ def _default_bands(images: Sequence[Any], spec: Any) -> list[str] | None:
 
 def _label(images: Sequence[Any]) -> str:
     return str(images[0]) if len(images) == 1 else f"{images[0]} (+{len(images) - 1} more)"
-

@@ -21,7 +21,11 @@ from geoseg.io import (
 
 from .conftest import coordinate_image
 
-CLASSES = [ClassInfo(0, "forest", (0, 100, 0)), ClassInfo(1, "water", (0, 0, 255)), ClassInfo(2, "crop", (200, 200, 0))]
+CLASSES = [
+    ClassInfo(0, "forest", (0, 100, 0)),
+    ClassInfo(1, "water", (0, 0, 255)),
+    ClassInfo(2, "crop", (200, 200, 0)),
+]
 
 
 @pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16", "float32"])
@@ -53,10 +57,20 @@ def test_nan_nodata_and_internal_mask(tmp_path: Path, write_tif) -> None:
     assert not valid[2, 3] and valid.sum() == 63
 
     path = tmp_path / "masked.tif"
-    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(
-        path, "w", driver="GTiff", count=1, height=8, width=8, dtype="uint8", crs="EPSG:4326",
-        transform=Affine(0.1, 0, 0, 0, -0.1, 0),
-    ) as ds:  # fmt: skip
+    with (
+        rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True),
+        rasterio.open(
+            path,
+            "w",
+            driver="GTiff",
+            count=1,
+            height=8,
+            width=8,
+            dtype="uint8",
+            crs="EPSG:4326",
+            transform=Affine(0.1, 0, 0, 0, -0.1, 0),
+        ) as ds,
+    ):
         ds.write(np.full((1, 8, 8), 7, dtype="uint8"))
         mask = np.full((8, 8), 255, dtype="uint8")
         mask[:, :2] = 0
@@ -88,7 +102,7 @@ def test_stack_single_band_files_without_copying(write_tif) -> None:
     data, _ = src.read(Window(0, 0, 2, 2))
     assert data[:, 0, 0].tolist() == [1, 2]
     c = write_tif("c.tif", np.ones((6, 5), dtype="float32"), transform=Affine(10, 0, 0, 0, -10, 0))
-    with pytest.raises(GridMismatchError, match="c.tif"):
+    with pytest.raises(GridMismatchError, match=r"c\.tif"):
         open_raster([a, c])
 
 
@@ -123,16 +137,16 @@ def test_real_amazon_and_pucallpa_read(shared_data: Path) -> None:
 
 
 def test_bad_inputs(tmp_path: Path, write_tif) -> None:
-    with pytest.raises(MissingFileError, match="nope.tif"):
+    with pytest.raises(MissingFileError, match=r"nope\.tif"):
         open_raster(tmp_path / "nope.tif")
     text = tmp_path / "notes.tif"
     text.write_text("hello, I am not a raster")
-    with pytest.raises(BadRasterError, match="notes.tif: not a raster"):
+    with pytest.raises(BadRasterError, match=r"notes\.tif: not a raster"):
         open_raster(text)
     good = write_tif("good.tif", np.random.default_rng(0).integers(0, 60000, (2, 600, 600), dtype="uint16"))
     truncated = tmp_path / "truncated.tif"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    with pytest.raises(BadRasterError, match="truncated.tif"):
+    with pytest.raises(BadRasterError, match=r"truncated\.tif"):
         open_raster(truncated)
     nocrs = write_tif("nocrs.tif", np.ones((4, 4), dtype="uint8"), crs=None)
     with pytest.raises(BadRasterError, match="no CRS"):
@@ -148,7 +162,7 @@ def test_class_map_cog(tmp_path: Path) -> None:
     with class_map_writer(out, grid, CLASSES, tags={"GEOSEG_MODEL": "test"}) as w:
         for tile in grid.tiles(256):
             w.write(tile.core, truth[tile.core.slices()])
-    ok, errors, warnings = validate_cog(out)
+    ok, errors, _ = validate_cog(out)
     assert ok, errors
     with rasterio.open(out) as ds:
         assert ds.count == 1 and ds.dtypes[0] == "uint8" and ds.nodata == 255
@@ -188,8 +202,9 @@ def test_validate_cog_rejects_plain_geotiff(write_tif) -> None:
 def test_probabilities_writer_multiband(tmp_path: Path) -> None:
     grid = Grid((300, 200), Affine(1, 0, 0, 0, -1, 300), rasterio.crs.CRS.from_epsg(32720))
     out = tmp_path / "p.tif"
-    w = RasterWriter(out, grid, count=3, dtype="uint8", nodata=255, band_descriptions=["a", "b", "c"],
-                     resampling="AVERAGE")  # fmt: skip
+    w = RasterWriter(
+        out, grid, count=3, dtype="uint8", nodata=255, band_descriptions=["a", "b", "c"], resampling="AVERAGE"
+    )
     w.write(grid.window, np.full((3, 300, 200), 7, "uint8"))
     w.finish()
     with rasterio.open(out) as ds:

@@ -31,12 +31,25 @@ TINY = {"encoder_depth": 3, "decoder_channels": [32, 16, 8]}
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small untrained Unet: 4 bands, 6 classes, normalisation for uint16 reflectance."""
     path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    spec = make_spec("Unet", "resnet18", ["blue", "green", "red", "nir"], 6,
-                     mean=[800, 900, 800, 2500], std=[400, 400, 500, 900], **TINY)  # fmt: skip
+    spec = make_spec(
+        "Unet",
+        "resnet18",
+        ["blue", "green", "red", "nir"],
+        6,
+        mean=[800, 900, 800, 2500],
+        std=[400, 400, 500, 900],
+        **TINY,
+    )
     return init_checkpoint(path, spec, seed=0)
 
 
-def make_scene(path: Path, height: int = 700, width: int = 900, seed: int = 0, origin: tuple[float, float] = (500_000, 9_000_000)) -> Path:
+def make_scene(
+    path: Path,
+    height: int = 700,
+    width: int = 900,
+    seed: int = 0,
+    origin: tuple[float, float] = (500_000, 9_000_000),
+) -> Path:
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width]
     base = (np.sin((yy + origin[1] / 10) / 37.0) + np.cos((xx + origin[0] / 10) / 23.0)) * 600
@@ -44,9 +57,18 @@ def make_scene(path: Path, height: int = 700, width: int = 900, seed: int = 0, o
     data = np.clip(data, 1, 10000).astype("uint16")
     data[:, :300, :300] = 0  # a nodata corner: the first 256-px tile is skipped
     with rasterio.open(
-        path, "w", driver="GTiff", count=4, height=height, width=width, dtype="uint16", nodata=0,
-        crs="EPSG:32720", transform=Affine(10, 0, origin[0], 0, -10, origin[1]), tiled=True,
-    ) as ds:  # fmt: skip
+        path,
+        "w",
+        driver="GTiff",
+        count=4,
+        height=height,
+        width=width,
+        dtype="uint16",
+        nodata=0,
+        crs="EPSG:32720",
+        transform=Affine(10, 0, origin[0], 0, -10, origin[1]),
+        tiled=True,
+    ) as ds:
         ds.write(data)
         for i, name in enumerate(["blue", "green", "red", "nir"], start=1):
             ds.set_band_description(i, name)
@@ -81,13 +103,17 @@ def test_output_contract(reference: Path, scene: Path) -> None:
     assert len(np.unique(classes[valid])) >= 2
 
 
-def test_deterministic_whatever_workers_and_batches(tmp_path: Path, reference: Path, scene: Path, tiny_model: Path) -> None:
+def test_deterministic_whatever_workers_and_batches(
+    tmp_path: Path, reference: Path, scene: Path, tiny_model: Path
+) -> None:
     out = tmp_path / "one.tif"
     predict([scene], tiny_model, out, tile_size=256, overlap=32, workers=1, batch_size=3, backend="torch")
     assert out.read_bytes() == reference.read_bytes()
 
 
-def test_onnx_backend_agrees_with_torch(tmp_path: Path, reference: Path, scene: Path, tiny_model: Path) -> None:
+def test_onnx_backend_agrees_with_torch(
+    tmp_path: Path, reference: Path, scene: Path, tiny_model: Path
+) -> None:
     out = tmp_path / "onnx.tif"
     predict([scene], tiny_model, out, tile_size=256, overlap=32, workers=2, backend="onnx")
     with rasterio.open(out) as a, rasterio.open(reference) as b:
@@ -97,7 +123,9 @@ def test_onnx_backend_agrees_with_torch(tmp_path: Path, reference: Path, scene: 
 
 def test_probabilities_output(tmp_path: Path, scene: Path, tiny_model: Path) -> None:
     out, probs = tmp_path / "c.tif", tmp_path / "p.tif"
-    predict([scene], tiny_model, out, tile_size=512, overlap=0, workers=1, backend="torch", probabilities=probs)
+    predict(
+        [scene], tiny_model, out, tile_size=512, overlap=0, workers=1, backend="torch", probabilities=probs
+    )
     with rasterio.open(probs) as p, rasterio.open(out) as c:
         assert p.count == 6 and p.descriptions[0] == "class0"
         pr = p.read()
@@ -123,14 +151,44 @@ def test_mosaic_of_adjacent_scenes(tmp_path: Path, tiny_model: Path) -> None:
 def test_cli_predict_and_model_commands(tmp_path: Path, scene: Path) -> None:
     runner = CliRunner()
     model = tmp_path / "m.safetensors"
-    r = runner.invoke(main, ["model", "init", "--arch", "FPN", "--encoder", "resnet18", "--bands", "4",
-                             "--classes", "3", "--out", str(model)])  # fmt: skip
+    r = runner.invoke(
+        main,
+        [
+            "model",
+            "init",
+            "--arch",
+            "FPN",
+            "--encoder",
+            "resnet18",
+            "--bands",
+            "4",
+            "--classes",
+            "3",
+            "--out",
+            str(model),
+        ],
+    )
     assert r.exit_code == 0, r.output
     r = runner.invoke(main, ["model", "info", str(model)])
     assert r.exit_code == 0 and "FPN / resnet18" in r.output
     out = tmp_path / "out.tif"
-    r = runner.invoke(main, ["predict", str(scene), "--model", str(model), "--out", str(out), "--tile-size", "512",
-                             "--workers", "1", "--backend", "torch"])  # fmt: skip
+    r = runner.invoke(
+        main,
+        [
+            "predict",
+            str(scene),
+            "--model",
+            str(model),
+            "--out",
+            str(out),
+            "--tile-size",
+            "512",
+            "--workers",
+            "1",
+            "--backend",
+            "torch",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "MP/s" in r.output and out.exists()
 
@@ -143,7 +201,9 @@ def test_checkpoint_round_trip_and_no_pickle(tmp_path: Path, tiny_model: Path) -
     assert spec.bands == ("blue", "green", "red", "nir") and spec.mean[3] == 2500
     copy = save_checkpoint(tmp_path / "copy.safetensors", spec, loaded.module)
     again = load_checkpoint(copy)
-    for (k, a), (_, b) in zip(loaded.module.state_dict().items(), again.module.state_dict().items(), strict=True):
+    for (k, a), (_, b) in zip(
+        loaded.module.state_dict().items(), again.module.state_dict().items(), strict=True
+    ):
         assert torch.equal(a, b), k
     pickled = tmp_path / "model.pt"
     torch.save(loaded.module.state_dict(), pickled)
@@ -178,13 +238,36 @@ def test_predict_bad_inputs(tmp_path: Path, scene: Path, tiny_model: Path) -> No
     with pytest.raises(ModelError, match="not a geoseg checkpoint"):
         predict([scene], notgeoseg, tmp_path / "o.tif")
     two_band = tmp_path / "two.tif"
-    with rasterio.open(two_band, "w", driver="GTiff", count=2, height=50, width=50, dtype="uint16",
-                       crs="EPSG:32720", transform=Affine(10, 0, 509_000, 0, -10, 9_000_000)) as ds:  # fmt: skip
+    with rasterio.open(
+        two_band,
+        "w",
+        driver="GTiff",
+        count=2,
+        height=50,
+        width=50,
+        dtype="uint16",
+        crs="EPSG:32720",
+        transform=Affine(10, 0, 509_000, 0, -10, 9_000_000),
+    ) as ds:
         ds.write(np.ones((2, 50, 50), "uint16"))
-    r = CliRunner().invoke(main, ["predict", str(scene), str(two_band), "--model", str(tiny_model),
-                                  "--out", str(tmp_path / "o.tif"), "--bands", "1,2"])  # fmt: skip
-    r = CliRunner().invoke(main, ["predict", str(scene), str(two_band), "--model", str(tiny_model),
-                                  "--out", str(tmp_path / "o.tif")])  # fmt: skip
+    r = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            str(scene),
+            str(two_band),
+            "--model",
+            str(tiny_model),
+            "--out",
+            str(tmp_path / "o.tif"),
+            "--bands",
+            "1,2",
+        ],
+    )
+    r = CliRunner().invoke(
+        main,
+        ["predict", str(scene), str(two_band), "--model", str(tiny_model), "--out", str(tmp_path / "o.tif")],
+    )
     assert r.exit_code == 2 and "two.tif" in r.output and "band" in r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m3.safetensors", "two.tif", "x.safetensors"]
 
@@ -203,25 +286,64 @@ def test_unreachable_scheduler_fails_fast(tmp_path: Path, scene: Path, tiny_mode
     assert not (tmp_path / "o.tif").exists()
 
 
-def test_real_scheduler_and_workers_give_identical_bytes(tmp_path: Path, reference: Path, scene: Path, tiny_model: Path) -> None:
+def test_real_scheduler_and_workers_give_identical_bytes(
+    tmp_path: Path, reference: Path, scene: Path, tiny_model: Path
+) -> None:
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
     env = {**os.environ, "DASK_DISTRIBUTED__LOGGING__DISTRIBUTED": "error"}
-    procs = [subprocess.Popen([VENV_BIN / "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                               "--no-dashboard"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [VENV_BIN / "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
     try:
         time.sleep(2)
         for _ in range(2):
-            procs.append(subprocess.Popen([VENV_BIN / "dask", "worker", address, "--nthreads", "1", "--no-dashboard",
-                                           "--nworkers", "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
+            procs.append(
+                subprocess.Popen(
+                    [
+                        VENV_BIN / "dask",
+                        "worker",
+                        address,
+                        "--nthreads",
+                        "1",
+                        "--no-dashboard",
+                        "--nworkers",
+                        "1",
+                    ],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         from distributed import Client
 
         with Client(address, timeout="20s") as client:
             client.wait_for_workers(2, timeout=60)
         out = tmp_path / "remote.tif"
-        r = CliRunner().invoke(main, ["predict", str(scene), "--model", str(tiny_model), "--out", str(out),
-                                      "--tile-size", "256", "--overlap", "32", "--backend", "torch",
-                                      "--scheduler", address])  # fmt: skip
+        r = CliRunner().invoke(
+            main,
+            [
+                "predict",
+                str(scene),
+                "--model",
+                str(tiny_model),
+                "--out",
+                str(out),
+                "--tile-size",
+                "256",
+                "--overlap",
+                "32",
+                "--backend",
+                "torch",
+                "--scheduler",
+                address,
+            ],
+        )
         assert r.exit_code == 0, r.output
         assert out.read_bytes() == reference.read_bytes()
     finally:
@@ -235,8 +357,25 @@ def test_resume_after_sigkill_is_identical(tmp_path: Path, scene: Path, tiny_mod
     full = tmp_path / "full.tif"
     predict([scene], tiny_model, full, tile_size=64, overlap=16, workers=1, batch_size=1, backend="torch")
     out = tmp_path / "resumed.tif"
-    cmd = [str(VENV_BIN / "geoseg"), "predict", str(scene), "--model", str(tiny_model), "--out", str(out),
-           "--tile-size", "64", "--overlap", "16", "--workers", "1", "--batch-size", "1", "--backend", "torch"]  # fmt: skip
+    cmd = [
+        str(VENV_BIN / "geoseg"),
+        "predict",
+        str(scene),
+        "--model",
+        str(tiny_model),
+        "--out",
+        str(out),
+        "--tile-size",
+        "64",
+        "--overlap",
+        "16",
+        "--workers",
+        "1",
+        "--batch-size",
+        "1",
+        "--backend",
+        "torch",
+    ]
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     store = tmp_path / ".resumed.tif.tiles"
     deadline = time.time() + 120

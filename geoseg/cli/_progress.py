@@ -20,7 +20,11 @@ def progress_bar(description: str, unit: str = "tile") -> Iterator[Progress]:
         nonlocal bar
         if bar is None:
             bar = tqdm(
-                total=total, desc=description, unit=unit, file=sys.stderr, dynamic_ncols=True,
+                total=total,
+                desc=description,
+                unit=unit,
+                file=sys.stderr,
+                dynamic_ncols=True,
                 disable=None,  # silent when stderr is not a terminal
             )
         bar.total = total

@@ -14,10 +14,14 @@ def command() -> None:
 
 
 @command.command("init")
-@click.option("--arch", default="Unet", show_default=True, help="smp architecture (Unet, FPN, DeepLabV3Plus, ...).")
+@click.option(
+    "--arch", default="Unet", show_default=True, help="smp architecture (Unet, FPN, DeepLabV3Plus, ...)."
+)
 @click.option("--encoder", default="resnet18", show_default=True, help="smp encoder, or tu-NAME for timm.")
 @click.option("--bands", default="4", show_default=True, help="Band count, or comma-separated band names.")
-@click.option("--classes", default="2", show_default=True, help="Class count, or comma-separated class names.")
+@click.option(
+    "--classes", default="2", show_default=True, help="Class count, or comma-separated class names."
+)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path))
 def init(arch: str, encoder: str, bands: str, classes: str, seed: int, out: Path) -> None:
@@ -33,7 +37,9 @@ def init(arch: str, encoder: str, bands: str, classes: str, seed: int, out: Path
         class_arg = [ClassInfo(i, n.strip(), default_colour(i)) for i, n in enumerate(classes.split(","))]
     spec = make_spec(arch, encoder, band_arg, class_arg)
     init_checkpoint(out, spec, seed=seed)
-    click.echo(f"{out}: untrained {spec.arch}/{spec.encoder}, {len(spec.bands)} bands, {spec.n_classes} classes")
+    click.echo(
+        f"{out}: untrained {spec.arch}/{spec.encoder}, {len(spec.bands)} bands, {spec.n_classes} classes"
+    )
 
 
 @command.command("info")

@@ -11,32 +11,66 @@ from geoseg.cli._progress import progress_bar
 
 @click.command("predict")
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--model", "-m", required=True, help="Checkpoint file or catalog model name (e.g. forest-s2-rgb).")
+@click.option(
+    "--model", "-m", required=True, help="Checkpoint file or catalog model name (e.g. forest-s2-rgb)."
+)
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Output class COG.")
 @click.option("--tile-size", default=512, show_default=True, help="Tile core size in pixels.")
 @click.option("--overlap", default=64, show_default=True, help="Context pixels read around each tile core.")
 @click.option("--batch-size", default=4, show_default=True, help="Tiles per model batch (and per Dask task).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--backend", default="auto", show_default=True, type=click.Choice(["auto", "torch", "onnx"]))
-@click.option("--workers", type=int, default=None, help="Local Dask worker processes [default: one per core].")
+@click.option(
+    "--workers", type=int, default=None, help="Local Dask worker processes [default: one per core]."
+)
 @click.option("--threads", default=1, show_default=True, help="Model threads per worker.")
 @click.option("--scheduler", default=None, help="Address of an existing Dask scheduler (tcp://HOST:PORT).")
-@click.option("--probabilities", type=click.Path(path_type=Path), default=None, help="Also write per-class probabilities (uint8, value/254).")
-@click.option("--bands", default=None, help="Comma-separated band names or 1-based indices to feed the model.")
+@click.option(
+    "--probabilities",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write per-class probabilities (uint8, value/254).",
+)
+@click.option(
+    "--bands", default=None, help="Comma-separated band names or 1-based indices to feed the model."
+)
 @click.option("--resume", is_flag=True, help="Reuse the tiles an interrupted run already finished.")
 def command(
-    images: tuple[Path, ...], model: str, out: Path, tile_size: int, overlap: int, batch_size: int, device: str,
-    backend: str, workers: int | None, threads: int, scheduler: str | None, probabilities: Path | None,
-    bands: str | None, resume: bool,
-) -> None:  # fmt: skip
+    images: tuple[Path, ...],
+    model: str,
+    out: Path,
+    tile_size: int,
+    overlap: int,
+    batch_size: int,
+    device: str,
+    backend: str,
+    workers: int | None,
+    threads: int,
+    scheduler: str | None,
+    probabilities: Path | None,
+    bands: str | None,
+    resume: bool,
+) -> None:
     """Predict a land-cover map for IMAGES (one scene, or adjacent scenes as one mosaic)."""
     from geoseg.pipeline import predict
 
     band_list = [b.strip() for b in bands.split(",")] if bands else None
     with progress_bar("predict", unit="tile") as bar:
         result = predict(
-            list(images), model, out, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
-            device=device, backend=backend, workers=workers, threads=threads, scheduler=scheduler,
-            probabilities=probabilities, resume=resume, bands=band_list, progress=bar,
-        )  # fmt: skip
+            list(images),
+            model,
+            out,
+            tile_size=tile_size,
+            overlap=overlap,
+            batch_size=batch_size,
+            device=device,
+            backend=backend,
+            workers=workers,
+            threads=threads,
+            scheduler=scheduler,
+            probabilities=probabilities,
+            resume=resume,
+            bands=band_list,
+            progress=bar,
+        )
     click.echo(result.summary())
