@@ -16,6 +16,7 @@ nothing. It must be imported before smp, timm or torchvision; ``geoseg.model`` d
 from __future__ import annotations
 
 import os
+from typing import Any
 
 _LIBRARY: object | None = None  # keeps the torch.library.Library alive for the process
 
@@ -61,3 +62,14 @@ def ensure_torchvision_importable() -> bool:
 
 
 ensure_torchvision_importable()
+
+
+def import_smp() -> Any:
+    """``segmentation_models_pytorch``, imported only after the patch above has run.
+
+    Every geoseg module gets smp through here, so no import sorter can reorder the two.
+    """
+    ensure_torchvision_importable()
+    import segmentation_models_pytorch
+
+    return segmentation_models_pytorch

@@ -100,9 +100,9 @@ def canonical_arch(arch: str) -> str:
 
 
 def check_encoder(encoder: str) -> None:
-    import segmentation_models_pytorch as smp
+    from geoseg._compat import import_smp
 
-    from geoseg import _compat  # noqa: F401  (before smp: see the module's docstring)
+    smp = import_smp()
 
     if encoder.startswith("tu-"):
         import timm
@@ -120,9 +120,9 @@ def check_encoder(encoder: str) -> None:
 
 def build_model(spec: ModelSpec) -> Any:
     """The torch module for ``spec`` with random weights (no download: encoder_weights=None)."""
-    import segmentation_models_pytorch as smp
+    from geoseg._compat import import_smp
 
-    from geoseg import _compat  # noqa: F401
+    smp = import_smp()
 
     arch = canonical_arch(spec.arch)
     check_encoder(spec.encoder)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from geoseg import __version__
-from geoseg.errors import GeosegError, ModelError, SchedulerError
+from geoseg.errors import GeosegError, MissingFileError, ModelError, SchedulerError
 from geoseg.grid import Grid, Tile
 from geoseg.io import CLASS_NODATA, RasterSource, RasterWriter, check_writable, class_map_writer
 from geoseg.mosaic import open_region
@@ -228,6 +228,9 @@ def predict(
 
     t0 = time.perf_counter()
     opts = PredictOptions(tile_size, overlap, batch_size, device, backend, threads)
+    for image in images:  # the inputs first: they are what a user most often mistypes
+        if not Path(image).exists() and not str(image).startswith("/vsi"):
+            raise MissingFileError("no such file; check the path", image)
     model_path = resolve_model_path(model).resolve()
     spec = read_spec(model_path)
     source = open_region(images, bands=bands if bands is not None else _default_bands(images, spec))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 from typing import Any
 
@@ -69,5 +70,8 @@ def main(ctx: click.Context, verbose: int, debug: bool) -> None:
     ctx.obj["verbose"] = verbose
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    # dask.distributed logs every worker start and stop at INFO; keep that for -vv.
-    logging.getLogger("distributed").setLevel(logging.DEBUG if verbose >= 2 else logging.ERROR)
+    # dask.distributed logs every worker start and stop at INFO; keep that for -vv. Its
+    # logging is configured from dask's config when it is imported (later, lazily), in
+    # this process and in the worker processes that inherit the environment.
+    if verbose < 2:
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
