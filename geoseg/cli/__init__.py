@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("geoseg.cli.data", "List and fetch the datasets of the catalog."),
     "predict": ("geoseg.cli.predict", "Predict a land-cover class map (COG) from scenes."),
     "model": ("geoseg.cli.model", "Create, inspect and export model checkpoints."),
+    "vectorize": ("geoseg.cli.vectorize", "Turn a class map into polygons (GPKG, FlatGeobuf, GeoJSON)."),
 }
 
 
