@@ -166,13 +166,20 @@ def make_spec(
     )
 
 
-def save_checkpoint(path: str | os.PathLike[str], spec: ModelSpec, model: Any) -> Path:
-    """Write weights + spec to one safetensors file (atomically)."""
+def save_checkpoint(path: str | os.PathLike[str], spec: ModelSpec, model: Any, half: bool = False) -> Path:
+    """Write weights + spec to one safetensors file (atomically).
+
+    ``half`` stores floating-point weights as float16, halving the file (shipped models
+    must stay small); loading casts them back to the model's float32 parameters.
+    """
+    import torch
     from safetensors.torch import save_file
 
     from geoseg.io import atomic_output
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.dtype == torch.float32 else v for k, v in state.items()}
     meta = {"format": FORMAT, "geoseg_version": __version__, "spec": spec.to_json()}
     with atomic_output(path) as tmp:
         save_file(state, str(tmp), metadata=meta)

@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("geoseg.cli.data", "List and fetch the datasets of the catalog."),
     "predict": ("geoseg.cli.predict", "Predict a land-cover class map (COG) from scenes."),
     "model": ("geoseg.cli.model", "Create, inspect and export model checkpoints."),
+    "train": ("geoseg.cli.train", "Train a model from a YAML config."),
     "vectorize": ("geoseg.cli.vectorize", "Turn a class map into polygons (GPKG, FlatGeobuf, GeoJSON)."),
 }
 

@@ -1,0 +1,498 @@
+"""Training: labelled chips -> a geoseg checkpoint with its metrics and provenance.
+
+The trainer fills small hooks in the torchgeo manner (``configure_model``,
+``configure_loss``, ``configure_optimizer``) around a plain loop: random chips with
+flips and 90-degree rotations (and optional brightness and scale jitter), a sum of
+losses that ignore nodata, AdamW with a one-cycle schedule, validation mIoU every epoch,
+early stopping, and a resume file written after every epoch.
+
+Data stays in memory: the label sets geoseg trains on (tiles of a few hundred pixels,
+scenes of a few megapixels) fit easily, and in-memory chips keep a 2-core CPU busy with
+the model instead of with I/O. Validation pixels never touch a training chip: label sets
+with their own validation split use it; single scenes hold out one block.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geoseg import __version__
+from geoseg.errors import BadRasterError, ConfigError, DataQuirkWarning, GeosegError
+from geoseg.io import ClassInfo, default_colour, open_raster
+from geoseg.metrics import PaperMetric, Scores, confusion
+from geoseg.progress import Progress, report
+
+log = logging.getLogger(__name__)
+IGNORE = 255
+MAX_MASK_CROP = 8  # masks up to this many pixels larger than their image are cropped
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. Built from YAML with ``from_dict``: unknown keys are refused."""
+
+    out: str
+    dataset: str | None = None  # a labelset of the catalog
+    synthetic: dict[str, Any] | None = None  # or a synthetic scene: SceneSpec fields
+    arch: str = "Unet"
+    encoder: str = "resnet18"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    bands: list[str] | None = None
+    chip_size: int = 256
+    batch_size: int = 8
+    epochs: int = 20
+    steps_per_epoch: int = 15
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    loss: list[str] = field(default_factory=lambda: ["ce", "dice"])
+    class_weights: str | list[float] | None = None  # None, "balanced" or a list
+    flips: bool = True
+    brightness: float = 0.0  # +- relative brightness jitter
+    scale: float = 0.0  # +- relative zoom jitter
+    holdout: str = "bottom-right"  # single scenes: which quarter validates
+    patience: int = 6
+    seed: int = 0
+    threads: int | None = None
+    half: bool = True  # store weights as float16 (half the file, same predictions in practice)
+    split_train: str = "training"
+    split_val: str = "validation"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "config") -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+        if "out" not in d:
+            raise ConfigError(f"{source}: missing key 'out' (where to write the checkpoint)")
+        if (d.get("dataset") is None) == (d.get("synthetic") is None):
+            raise ConfigError(f"{source}: give exactly one of 'dataset' (a catalog label set) or 'synthetic'")
+        try:
+            return cls(**d)
+        except TypeError as exc:
+            raise ConfigError(f"{source}: {exc}") from exc
+
+
+@dataclass
+class Sample:
+    """An image in memory (raw values) with labels 0..K-1 and 255 where unknown."""
+
+    image: np.ndarray  # (bands, h, w) float32, raw
+    valid: np.ndarray  # (h, w) bool
+    labels: np.ndarray  # (h, w) uint8
+    name: str = ""
+    forbidden: tuple[int, int, int, int] | None = None  # (r0, r1, c0, c1) chips must avoid
+
+
+@dataclass
+class Dataset:
+    train: list[Sample]
+    val: list[Sample]
+    classes: list[ClassInfo]
+    bands: list[str]
+    provenance: dict[str, Any]
+
+
+# --------------------------------------------------------------------------------------
+# Data
+
+
+def read_mask(path: str | os.PathLike[str], shape: tuple[int, int]) -> np.ndarray:
+    """A label mask on its image's pixel grid (no georeferencing needed), cropped if a few
+    pixels too large (a real quirk of the Amazon set: one mask is 512 x 515)."""
+    import rasterio
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "not georeferenced": masks live on the image grid
+        try:
+            with rasterio.open(path) as ds:
+                mask = ds.read(1)
+        except rasterio.errors.RasterioIOError as exc:
+            raise BadRasterError(f"cannot read mask ({exc})", path) from exc
+    h, w = shape
+    mh, mw = mask.shape
+    if (mh, mw) != (h, w):
+        if mh < h or mw < w or mh - h > MAX_MASK_CROP or mw - w > MAX_MASK_CROP:
+            raise BadRasterError(
+                f"mask is {mw} x {mh} px but its image is {w} x {h}; only masks up to {MAX_MASK_CROP} px larger are cropped",
+                path,
+            )
+        warnings.warn(f"{path}: mask is {mw} x {mh} px, image {w} x {h}; cropped to the image", DataQuirkWarning, stacklevel=2)
+        mask = mask[:h, :w]
+    return mask
+
+
+def _remap(raw: np.ndarray, values: Sequence[int]) -> np.ndarray:
+    """Label values -> class indices 0..K-1; anything else -> 255 (ignored)."""
+    lut = np.full(max(int(raw.max()) + 1, max(values) + 1, 256) if raw.size else 256, IGNORE, dtype=np.uint8)
+    for i, v in enumerate(values):
+        lut[v] = i
+    return lut[np.clip(raw, 0, len(lut) - 1).astype(np.int64)]
+
+
+def load_labelset(name: str, cfg: TrainConfig) -> Dataset:
+    """A catalog label set as in-memory samples (pairs, or a label raster / polygons)."""
+    from geoseg import catalog
+
+    entry = catalog.load_catalog().get(name, catalog.LabelSetEntry)
+    values = [c.value for c in entry.classes]
+    classes = [ClassInfo(i, c.name, default_colour(i)) for i, c in enumerate(entry.classes)]
+    band_names = list(entry.bands) if entry.bands else None
+    if entry.splits:
+        train, val = [], []
+        for split, target in ((cfg.split_train, train), (cfg.split_val, val)):
+            for image, mask in entry.pairs(split):
+                src = open_raster(image, band_names=band_names, require_crs=False)
+                pixels, valid = src.read()
+                labels = _remap(read_mask(mask, src.grid.shape), values)
+                labels[~valid] = IGNORE
+                target.append(Sample(pixels.astype(np.float32), valid, labels, Path(image).name))
+        bands = list(band_names or open_raster(entry.pairs(cfg.split_train)[0][0]).band_names)
+        prov = {"dataset": name, "train_split": cfg.split_train, "val_split": cfg.split_val,
+                "train_images": len(train), "val_images": len(val)}  # fmt: skip
+        return Dataset(train, val, classes, bands, prov)
+    # a scene with a dense label raster or label polygons
+    scene = catalog.load_catalog().get(entry.image, catalog.SceneEntry) if entry.image else None
+    if scene is None:
+        raise ConfigError(f"label set {name} has neither splits nor an image scene")
+    src = open_raster(scene.raster_paths(), band_names=list(scene.bands) if scene.bands else None)
+    if entry.label_raster:
+        lab = open_raster(entry.label_raster_path())
+        src.grid.require_same(lab.grid, f"{scene.name} and its labels")
+        raw, lvalid = lab.read()
+        labels = _remap(np.where(lvalid, raw[0], 0).astype(np.int64), values)
+        labels[~lvalid] = IGNORE
+    else:
+        labels = rasterise_polygons(entry.polygons_path(), entry.class_field, src.grid, values)
+    pixels, valid = src.read()
+    labels[~valid] = IGNORE
+    train, val = holdout_split(pixels.astype(np.float32), valid, labels, cfg.holdout, scene.name)
+    prov = {"dataset": name, "scene": scene.name, "holdout": cfg.holdout}
+    return Dataset(train, val, classes, list(src.band_names), prov)
+
+
+def rasterise_polygons(path: str | os.PathLike[str], attribute: str, grid: Any, values: Sequence[int]) -> np.ndarray:
+    """Label polygons -> class indices on ``grid`` (class from ``attribute``), 255 elsewhere."""
+    import geopandas as gpd
+    from rasterio.features import rasterize
+
+    gdf = gpd.read_file(path)
+    if attribute not in gdf.columns:
+        raise ConfigError(f"{path}: label polygons have no attribute {attribute!r} (they have {', '.join(map(str, gdf.columns))})")
+    if grid.crs is not None and gdf.crs is not None:
+        gdf = gdf.to_crs(grid.crs)
+    lut = {int(v): i for i, v in enumerate(values)}
+    missing = sorted({int(v) for v in gdf[attribute]} - set(lut))
+    if missing:
+        raise ConfigError(f"{path}: label values {missing} are not among the model's classes {list(values)}")
+    shapes = [(geom, lut[int(v)]) for geom, v in zip(gdf.geometry, gdf[attribute], strict=True) if geom is not None]
+    return rasterize(shapes, out_shape=grid.shape, transform=grid.transform, fill=IGNORE, dtype="uint8")
+
+
+def holdout_split(pixels: np.ndarray, valid: np.ndarray, labels: np.ndarray, where: str, name: str) -> tuple[list[Sample], list[Sample]]:
+    """One quarter of a scene validates; training chips may not overlap it."""
+    h, w = labels.shape
+    rows = {"top": (0, h // 2), "bottom": (h // 2, h)}
+    cols = {"left": (0, w // 2), "right": (w // 2, w)}
+    try:
+        v, hz = where.split("-")
+        (r0, r1), (c0, c1) = rows[v], cols[hz]
+    except (ValueError, KeyError) as exc:
+        raise ConfigError(f"holdout must be top-left, top-right, bottom-left or bottom-right, got {where!r}") from exc
+    val = Sample(pixels[:, r0:r1, c0:c1].copy(), valid[r0:r1, c0:c1].copy(), labels[r0:r1, c0:c1].copy(), f"{name}:{where}")
+    train_labels = labels.copy()
+    train_labels[r0:r1, c0:c1] = IGNORE
+    train = Sample(pixels, valid, train_labels, name, forbidden=(r0, r1, c0, c1))
+    return [train], [val]
+
+
+def load_synthetic(params: dict[str, Any]) -> Dataset:
+    """A synthetic scene with its truth; the bottom-right quarter validates."""
+    from geoseg import synthetic
+
+    spec = synthetic.SceneSpec(**params)
+    labels = synthetic.class_map(spec)
+    pixels = synthetic.bands(spec, labels).astype(np.float32)
+    valid = labels != IGNORE
+    train, val = holdout_split(pixels, valid, labels, "bottom-right", "synthetic")
+    bands = list(synthetic.BAND_NAMES[: spec.bands])
+    return Dataset(train, val, list(synthetic.CLASSES), bands, {"dataset": "synthetic", "scene": params})
+
+
+def band_statistics(samples: Sequence[Sample]) -> tuple[list[float], list[float]]:
+    """Per-band mean and std over the valid pixels of the training samples."""
+    n = samples[0].image.shape[0]
+    s = np.zeros(n)
+    ss = np.zeros(n)
+    count = 0
+    for smp in samples:
+        px = smp.image[:, smp.valid].astype(np.float64)
+        s += px.sum(1)
+        ss += (px**2).sum(1)
+        count += px.shape[1]
+    if count == 0:
+        raise ConfigError("the training data has no valid pixels")
+    mean = s / count
+    std = np.sqrt(np.maximum(ss / count - mean**2, 1e-12))
+    return mean.tolist(), np.maximum(std, 1e-6).tolist()
+
+
+class ChipSampler:
+    """Random, augmented training chips from in-memory samples (seeded)."""
+
+    def __init__(self, samples: Sequence[Sample], size: int, mean: Sequence[float], std: Sequence[float], cfg: TrainConfig) -> None:
+        self.samples = [s for s in samples if (s.labels != IGNORE).any()]
+        if not self.samples:
+            raise ConfigError("the training data has no labelled pixels")
+        self.size = size
+        self.mean = np.asarray(mean, np.float32)[:, None, None]
+        self.std = np.asarray(std, np.float32)[:, None, None]
+        self.cfg = cfg
+        self.rng = np.random.default_rng(cfg.seed)
+
+    def _position(self, s: Sample, size: int) -> tuple[int, int]:
+        h, w = s.labels.shape
+        for _ in range(100):
+            r = int(self.rng.integers(0, max(h - size, 0) + 1))
+            c = int(self.rng.integers(0, max(w - size, 0) + 1))
+            if s.forbidden is not None:
+                r0, r1, c0, c1 = s.forbidden
+                if r < r1 and r + size > r0 and c < c1 and c + size > c0:
+                    continue
+            if (s.labels[r : r + size, c : c + size] != IGNORE).any():
+                return r, c
+        raise ConfigError(f"{s.name}: no chip of {size} px avoids the validation block; use a smaller chip_size")
+
+    def batch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        xs, ys = [], []
+        for _ in range(n):
+            s = self.samples[int(self.rng.integers(len(self.samples)))]
+            size = self.size
+            if self.cfg.scale:
+                size = int(round(self.size * (1 + self.rng.uniform(-self.cfg.scale, self.cfg.scale))))
+                size = min(size, *s.labels.shape)
+            r, c = self._position(s, min(size, *s.labels.shape))
+            x = (s.image[:, r : r + size, c : c + size] - self.mean) / self.std
+            x[:, ~s.valid[r : r + size, c : c + size]] = 0.0
+            y = s.labels[r : r + size, c : c + size]
+            x, y = _fit(x, y, self.size)
+            if self.cfg.brightness:
+                x = x * (1 + self.rng.uniform(-self.cfg.brightness, self.cfg.brightness))
+            if self.cfg.flips:
+                k = int(self.rng.integers(4))
+                x, y = np.rot90(x, k, axes=(1, 2)), np.rot90(y, k)
+                if self.rng.random() < 0.5:
+                    x, y = x[:, :, ::-1], y[:, ::-1]
+            xs.append(np.ascontiguousarray(x))
+            ys.append(np.ascontiguousarray(y))
+        return np.stack(xs).astype(np.float32), np.stack(ys)
+
+
+def _fit(x: np.ndarray, y: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Resize a (possibly jittered-size) chip to ``size`` (nearest), padding small samples."""
+    h, w = y.shape
+    if (h, w) != (size, size) and h >= size // 2:
+        ri = (np.arange(size) * h / size).astype(int)
+        ci = (np.arange(size) * w / size).astype(int)
+        return x[:, ri][:, :, ci], y[ri][:, ci]
+    if (h, w) != (size, size):
+        x = np.pad(x, ((0, 0), (0, size - h), (0, size - w)))
+        y = np.pad(y, ((0, size - h), (0, size - w)), constant_values=IGNORE)
+    return x, y
+
+
+# --------------------------------------------------------------------------------------
+# The trainer
+
+
+class Trainer:
+    """Hooks: ``configure_model``, ``configure_loss``, ``configure_optimizer``."""
+
+    def __init__(self, cfg: TrainConfig, data: Dataset) -> None:
+        self.cfg = cfg
+        self.data = data
+        self.mean, self.std = band_statistics(data.train)
+
+    def configure_model(self) -> tuple[Any, Any]:
+        from geoseg.model import build_model, make_spec
+
+        spec = make_spec(self.cfg.arch, self.cfg.encoder, self.data.bands, self.data.classes,
+                         self.mean, self.std, **self.cfg.model_kwargs)  # fmt: skip
+        return spec, build_model(spec)
+
+    def configure_loss(self) -> Any:
+        from geoseg.losses import make_loss
+
+        weights = self.cfg.class_weights
+        if weights == "balanced":
+            counts = np.zeros(len(self.data.classes))
+            for s in self.data.train:
+                counts += np.bincount(s.labels[s.labels != IGNORE], minlength=len(counts))[: len(counts)]
+            freq = counts / max(counts.sum(), 1)
+            weights = [float(1 / np.sqrt(f)) if f > 0 else 0.0 for f in freq]
+            weights = [w / np.mean([v for v in weights if v > 0]) for w in weights]
+        elif isinstance(weights, str):
+            raise ConfigError(f"class_weights must be null, 'balanced' or a list, got {weights!r}")
+        return make_loss(self.cfg.loss, weights)
+
+    def configure_optimizer(self, model: Any) -> tuple[Any, Any]:
+        import torch
+
+        opt = torch.optim.AdamW(model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        total = self.cfg.epochs * self.cfg.steps_per_epoch
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.cfg.lr, total_steps=max(total, 1), pct_start=0.15)
+        return opt, sched
+
+    def fit(self, progress: Progress | None = None, resume: bool = False) -> TrainResult:
+        import torch
+
+        from geoseg.model import save_checkpoint
+
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        spec, model = self.configure_model()
+        loss_fn = self.configure_loss()
+        opt, sched = self.configure_optimizer(model)
+        sampler = ChipSampler(self.data.train, cfg.chip_size, self.mean, self.std, cfg)
+        out = Path(cfg.out)
+        state_path = out.with_name(out.name + ".resume.pt")
+        start, best, best_state, history, stale = 0, -1.0, None, [], 0
+        if resume and state_path.exists():
+            st = torch.load(state_path, weights_only=True)
+            model.load_state_dict(st["model"])
+            opt.load_state_dict(st["optimizer"])
+            sched.load_state_dict(st["scheduler"])
+            sampler.rng = np.random.default_rng([cfg.seed, int(st["epoch"])])
+            start, best, stale = int(st["epoch"]), float(st["best"]), int(st["stale"])
+            best_state = st["best_model"]
+            history = json.loads(st["history"])
+            torch.manual_seed(cfg.seed + start)
+        t0 = time.perf_counter()
+        for epoch in range(start, cfg.epochs):
+            model.train()
+            te = time.perf_counter()
+            losses = []
+            for _ in range(cfg.steps_per_epoch):
+                x, y = sampler.batch(cfg.batch_size)
+                logits = model(torch.from_numpy(x))
+                loss = loss_fn(logits, torch.from_numpy(y.astype(np.int64)))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                losses.append(loss.item())
+            scores = self.validate(model, spec)
+            seconds = time.perf_counter() - te
+            history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_miou": scores.miou,
+                            "val_accuracy": scores.accuracy, "seconds": round(seconds, 2)})  # fmt: skip
+            if scores.miou > best:
+                best, stale = scores.miou, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                stale += 1
+            report(progress, epoch + 1, cfg.epochs, f"loss {np.mean(losses):.3f} mIoU {scores.miou:.3f} best {best:.3f}")
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                        "epoch": epoch + 1, "best": best, "stale": stale, "best_model": best_state,
+                        "history": json.dumps(history)}, state_path)  # fmt: skip
+            if stale >= cfg.patience:
+                break
+        assert best_state is not None
+        model.load_state_dict(best_state)
+        final = self.validate(model, spec)
+        metrics = {"val": final.as_dict()}
+        if self.data.provenance.get("dataset") == "amazon-s2-rgb":
+            metrics["paper"] = self.paper_metric(model, spec)
+        provenance = {
+            "trained": True, "geoseg_version": __version__, "data": self.data.provenance,
+            "config": {k: v for k, v in cfg.__dict__.items() if k != "out"}, "history": history,
+            "metrics": metrics, "minutes": round((time.perf_counter() - t0) / 60, 2),
+        }  # fmt: skip
+        spec = _with_provenance(spec, provenance)
+        save_checkpoint(out, spec, model, half=cfg.half)
+        state_path.unlink(missing_ok=True)
+        return TrainResult(out, final, history, provenance)
+
+    def _predict(self, model: Any, spec: Any, s: Sample) -> np.ndarray:
+        import torch
+
+        from geoseg.inference import pad_to_stride
+
+        x = (s.image - np.asarray(spec.mean, np.float32)[:, None, None]) / np.asarray(spec.std, np.float32)[:, None, None]
+        x[:, ~s.valid] = 0
+        padded, h, w = pad_to_stride(x[None].astype(np.float32))
+        model.eval()
+        with torch.inference_mode():
+            logits = model(torch.from_numpy(padded))[0, :, :h, :w]
+        pred = logits.argmax(0).numpy().astype(np.uint8)
+        pred[~s.valid] = IGNORE
+        return pred
+
+    def validate(self, model: Any, spec: Any) -> Scores:
+        n = len(self.data.classes)
+        matrix = np.zeros((n, n), dtype=np.int64)
+        for s in self.data.val:
+            matrix += confusion(s.labels, self._predict(model, spec, s), n)
+        return Scores(matrix, [c.name for c in self.data.classes])
+
+    def paper_metric(self, model: Any, spec: Any) -> dict[str, float]:
+        n = len(self.data.classes)
+        pm = PaperMetric()
+        for s in self.data.val:
+            pm.add(confusion(s.labels, self._predict(model, spec, s), n))
+        return pm.as_dict()
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    scores: Scores
+    history: list[dict[str, Any]]
+    provenance: dict[str, Any]
+
+
+def _with_provenance(spec: Any, provenance: dict[str, Any]) -> Any:
+    from geoseg.model import ModelSpec
+
+    return ModelSpec(**{**spec.__dict__, "provenance": provenance})
+
+
+def load_config(path: str | os.PathLike[str]) -> TrainConfig:
+    """A training config from YAML (a workflow file's ``train`` section, or the whole file)."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such config file")
+    try:
+        doc = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{p}: expected a mapping of settings")
+    body = doc.get("train", doc)
+    body = {k: v for k, v in body.items() if k not in ("kind", "description")}
+    return TrainConfig.from_dict(body, str(p))
+
+
+def train(cfg: TrainConfig, progress: Progress | None = None, resume: bool = False) -> TrainResult:
+    """Train as ``cfg`` says and write the checkpoint (``geoseg train``)."""
+    from geoseg.io import check_writable
+
+    check_writable(cfg.out)
+    data = load_synthetic(cfg.synthetic) if cfg.synthetic is not None else load_labelset(str(cfg.dataset), cfg)
+    if not data.val:
+        raise GeosegError("the validation split is empty")
+    return Trainer(cfg, data).fit(progress, resume=resume)
