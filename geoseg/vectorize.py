@@ -247,8 +247,8 @@ def _check_params(
 ) -> None:
     if connectivity not in (4, 8):
         raise ConfigError(f"connectivity must be 4 or 8, got {connectivity}")
-    if block_size < 16:
-        raise ConfigError(f"block size must be at least 16 pixels, got {block_size}")
+    if block_size < 4:
+        raise ConfigError(f"block size must be at least 4 pixels, got {block_size}")
     if min_area_ha is not None and not min_area_ha >= 0:
         raise ConfigError(f"minimum area must be zero or positive hectares, got {min_area_ha}")
     if simplify_m is not None and not simplify_m >= 0:
@@ -1241,7 +1241,7 @@ def polygonize_frame(
 
     src = open_class_map(source)
     names, strict, table = _class_names(src.paths[0], classes)
-    stats = PolygonizeStats()
+    stats = kwargs.pop("stats", None) or PolygonizeStats()
     batch = PolygonBatch.concat(list(polygonize_batches(src, stats=stats, **kwargs)))
     _check_classes(stats.values, names, strict, table, src.paths[0])
     return gpd.GeoDataFrame(
