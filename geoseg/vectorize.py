@@ -383,41 +383,37 @@ def _edge_pieces(
 ) -> tuple[np.ndarray | None, ...]:
     """For each internal side, the (1-based) seam piece owning each edge pixel, 0 for nodata.
 
-    Rasterising the pieces back onto one-pixel strips uses GDAL's own idea of which pixels
-    each polygon holds, so connectivity inside the block is exactly the polygoniser's.
+    Each piece is clipped to the one-pixel strip along the side: with pixel-aligned
+    polygons every part of the clip is a run of whole pixels, so this reads GDAL's own
+    assignment of pixels to polygons (connectivity inside the block is the polygoniser's),
+    and costs far less than rasterising pieces that may hold thousands of holes.
     """
-    if not len(seam):
-        return tuple(
-            np.zeros(window.width if s in (TOP, BOTTOM) else window.height, np.int32) if internal[s] else None
-            for s in range(4)
-        )
-    minx, miny, maxx, maxy = shapely.bounds(seam).T
     r0, c0, r1, c1 = window.row_off, window.col_off, window.row_end, window.col_end
-    strips = {
-        TOP: ((1, window.width), (c0, r0), miny == r0),
-        BOTTOM: ((1, window.width), (c0, r1 - 1), maxy == r1),
-        LEFT: ((window.height, 1), (c0, r0), minx == c0),
-        RIGHT: ((window.height, 1), (c1 - 1, r0), maxx == c1),
+    bounds = shapely.bounds(seam).T if len(seam) else np.zeros((4, 0))
+    minx, miny, maxx, maxy = bounds
+    strips = {  # strip rectangle (xmin, ymin, xmax, ymax), pieces reaching it, runs along x?
+        TOP: ((c0, r0, c1, r0 + 1), miny == r0, True),
+        BOTTOM: ((c0, r1 - 1, c1, r1), maxy == r1, True),
+        LEFT: ((c0, r0, c0 + 1, r1), minx == c0, False),
+        RIGHT: ((c1 - 1, r0, c1, r1), maxx == c1, False),
     }
     out: list[np.ndarray | None] = []
     for side in (TOP, BOTTOM, LEFT, RIGHT):
         if not internal[side]:
             out.append(None)
             continue
-        shape, (x0, y0), touching = strips[side]
-        idx = np.flatnonzero(touching)
-        burned = (
-            rasterio.features.rasterize(
-                ((seam[i], int(i) + 1) for i in idx),
-                out_shape=shape,
-                transform=Affine.translation(x0, y0),
-                fill=0,
-                dtype="int32",
-            )
-            if len(idx)
-            else np.zeros(shape, np.int32)
-        )
-        out.append(burned.ravel())
+        rect, reaching, along_x = strips[side]
+        edge = np.zeros(window.width if along_x else window.height, np.int32)
+        idx = np.flatnonzero(reaching)
+        if len(idx):
+            parts, owner = shapely.get_parts(shapely.clip_by_rect(seam[idx], *rect), return_index=True)
+            runs = shapely.area(parts) > 0  # drop lines and points where a piece only touches
+            b = shapely.bounds(parts[runs])
+            start, stop = (b[:, 0] - c0, b[:, 2] - c0) if along_x else (b[:, 1] - r0, b[:, 3] - r0)
+            start, length = start.astype(np.int64), (stop - start).astype(np.int64)
+            offsets = np.arange(length.sum()) - np.repeat(np.cumsum(length) - length, length)
+            edge[np.repeat(start, length) + offsets] = np.repeat(idx[owner[runs]] + 1, length)
+        out.append(edge)
     return tuple(out)
 
 
@@ -788,6 +784,42 @@ def _touching(
     return out
 
 
+def _merge_pieces(pieces: list[Any]) -> Any:
+    """Union of edge-matched pieces from different blocks, holes handled apart.
+
+    A piece's holes lie strictly inside its block, so they cannot meet another block's
+    piece: only the outer rings need the (costly) overlay, and the holes are put back
+    afterwards. On big pieces with thousands of holes this is ~4x faster than
+    ``union_all`` of the pieces. Coordinates are integers (or a subset of them after
+    simplification), so the overlay is exact.
+    """
+    parts = shapely.get_parts(np.asarray(pieces, dtype=object))
+    rings, owner = shapely.get_rings(parts, return_index=True)
+    first = np.r_[True, owner[1:] != owner[:-1]]
+    holes = rings[~first]
+    # Drop the vertices the old seams leave on straight edges (tolerance 0: only exact
+    # collinear points go, so the shape cannot change).
+    union = shapely.simplify(shapely.union_all(shapely.polygons(rings[first])), 0.0, preserve_topology=False)
+    outers = shapely.get_parts(union)
+    if not len(holes):
+        return union
+    if len(outers) == 1:
+        return shapely.polygons(
+            shapely.get_exterior_ring(outers[0]), np.r_[shapely.get_rings(outers[0])[1:], holes]
+        )
+    # 8-connectivity: several polygons touching at corners; give each hole to its polygon.
+    where = shapely.STRtree(outers).query(
+        shapely.point_on_surface(shapely.polygons(holes)), predicate="within"
+    )
+    built = [
+        shapely.polygons(
+            shapely.get_exterior_ring(p), np.r_[shapely.get_rings(p)[1:], holes[where[0][where[1] == i]]]
+        )
+        for i, p in enumerate(outers)
+    ]
+    return shapely.multipolygons(built)
+
+
 class _SeamMerger:
     """Joins seam pieces across seams; hands out each group once all its blocks are done.
 
@@ -884,8 +916,7 @@ class _SeamMerger:
             del self.parent[m], self.values[m], self.keys[m]
         if len(geoms) == 1:
             return geoms[0], value, key
-        # Integer coordinates: the overlay is exact; drop vertices left on the old seams.
-        return shapely.simplify(shapely.union_all(geoms), 0.0), value, key
+        return _merge_pieces(geoms), value, key
 
     def is_empty(self) -> bool:
         return not self.members
@@ -1394,7 +1425,8 @@ def vectorize(
     Fields: ``class_id``, ``class_name`` (from ``classes`` or the raster's metadata; NULL
     where unnamed), ``area_ha`` and ``perimeter_m``; the raster's CRS; a spatial index
     (GeoPackage, FlatGeobuf). Runs on a LocalCluster of ``workers`` processes (default:
-    one per CPU; 0: in this process) or on the Dask ``scheduler`` at that address.
+    one per CPU, or none when the raster is a single block; 0: in this process) or on the
+    Dask ``scheduler`` at that address.
     Nothing is left at ``out`` if anything fails.
     """
     start = time.perf_counter()
@@ -1415,6 +1447,8 @@ def vectorize(
     stats = PolygonizeStats()
     crs = src.grid.crs.to_wkt() if src.grid.crs else None
     geometry_type = "MultiPolygon" if connectivity == 8 else "Polygon"
+    if scheduler is None and workers is None and len(_Layout(src.grid.shape, block_size)) == 1:
+        workers = 0  # one block: nothing to parallelise, and starting a cluster costs seconds
     with dask_client(workers, scheduler) as client:
         writer = _LayerWriter(out_path, layer, driver, crs, geometry_type, names, metadata)
         try:
