@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "model": ("geoseg.cli.model", "Create, inspect and export model checkpoints."),
     "train": ("geoseg.cli.train", "Train a model from a YAML config."),
     "vectorize": ("geoseg.cli.vectorize", "Turn a class map into polygons (GPKG, FlatGeobuf, GeoJSON)."),
+    "change": ("geoseg.cli.change", "Compare two class maps: transition matrix, change raster and polygons."),
+    "track": ("geoseg.cli.track", "First year of forest loss over a time series of class maps."),
 }
 
 
