@@ -403,10 +403,11 @@ class Trainer:
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             else:
                 stale += 1
-            report(progress, epoch + 1, cfg.epochs, f"loss {np.mean(losses):.3f} mIoU {scores.miou:.3f} best {best:.3f}")
+            # the resume file first: a progress callback may stop the run (Ctrl-C)
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                         "epoch": epoch + 1, "best": best, "stale": stale, "best_model": best_state,
                         "history": json.dumps(history)}, state_path)  # fmt: skip
+            report(progress, epoch + 1, cfg.epochs, f"loss {np.mean(losses):.3f} mIoU {scores.miou:.3f} best {best:.3f}")
             if stale >= cfg.patience:
                 break
         assert best_state is not None
@@ -496,3 +497,34 @@ def train(cfg: TrainConfig, progress: Progress | None = None, resume: bool = Fal
     if not data.val:
         raise GeosegError("the validation split is empty")
     return Trainer(cfg, data).fit(progress, resume=resume)
+
+
+def evaluate(
+    model: str | os.PathLike[str], dataset: str, split: str = "validation", threads: int | None = None
+) -> dict[str, Any]:
+    """Score a checkpoint on a catalog label set's split: pooled metrics (+ the paper's)."""
+    import torch
+
+    from geoseg.model import load_checkpoint
+
+    if threads:
+        torch.set_num_threads(threads)
+    loaded = load_checkpoint(model)
+    spec = loaded.spec
+    cfg = TrainConfig(out="-", dataset=dataset, split_train=split, split_val=split)
+    data = load_labelset(dataset, cfg)
+    if len(data.classes) != spec.n_classes:
+        raise ConfigError(
+            f"{loaded.path.name} predicts {spec.n_classes} classes but {dataset} has {len(data.classes)}"
+        )
+    if len(data.bands) != len(spec.bands):
+        raise ConfigError(f"{loaded.path.name} expects {len(spec.bands)} bands but {dataset} has {len(data.bands)}")
+    trainer = Trainer.__new__(Trainer)
+    trainer.cfg, trainer.data = cfg, data
+    scores = trainer.validate(loaded.module, spec)
+    out: dict[str, Any] = {"model": str(loaded.path), "sha256": loaded.sha256, "dataset": dataset, "split": split}
+    out.update(scores.as_dict())
+    out["table"] = scores.table()
+    if dataset == "amazon-s2-rgb":
+        out["paper"] = trainer.paper_metric(loaded.module, spec)
+    return out

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("geoseg.cli.predict", "Predict a land-cover class map (COG) from scenes."),
     "model": ("geoseg.cli.model", "Create, inspect and export model checkpoints."),
     "train": ("geoseg.cli.train", "Train a model from a YAML config."),
+    "evaluate": ("geoseg.cli.evaluate", "Score a model on a label set of the catalog."),
     "vectorize": ("geoseg.cli.vectorize", "Turn a class map into polygons (GPKG, FlatGeobuf, GeoJSON)."),
     "change": ("geoseg.cli.change", "Compare two class maps: transition matrix, change raster and polygons."),
     "track": ("geoseg.cli.track", "First year of forest loss over a time series of class maps."),

@@ -1,0 +1,204 @@
+"""Training, metrics and evaluation: tiny models on real chips, in seconds."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+import torch
+import yaml
+from affine import Affine
+from click.testing import CliRunner
+from shapely.geometry import box
+
+from geoseg.cli import main
+from geoseg.errors import BadRasterError, ConfigError, DataQuirkWarning
+from geoseg.metrics import PaperMetric, Scores, confusion
+from geoseg.model import read_spec
+from geoseg.train import TrainConfig, Trainer, load_labelset, rasterise_polygons, read_mask, train
+
+SMALL = {"arch": "Unet", "encoder": "mobilenet_v2", "model_kwargs": {"decoder_channels": [32, 16, 16, 8, 8]}}
+
+
+def test_metrics_match_a_hand_computed_confusion_matrix() -> None:
+    truth = np.array([[0, 0, 1, 1], [2, 2, 1, 255]])
+    pred = np.array([[0, 1, 1, 1], [2, 0, 255, 0]])
+    m = confusion(truth, pred, 3)
+    # pairs kept: (0,0) (0,1) (1,1) (1,1) (2,2) (2,0); (1,255) and (255,0) ignored
+    assert m.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    s = Scores(m, ["a", "b", "c"])
+    assert s.accuracy == pytest.approx(4 / 6)
+    assert s.iou.tolist() == pytest.approx([1 / 3, 2 / 3, 1 / 2])
+    assert s.precision.tolist() == pytest.approx([1 / 2, 2 / 3, 1.0])
+    assert s.recall.tolist() == pytest.approx([1 / 2, 1.0, 1 / 2])
+    pe = (2 * 2 + 3 * 2 + 1 * 2) / 36
+    assert s.kappa == pytest.approx((4 / 6 - pe) / (1 - pe))
+    assert s.miou == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 3)
+    pm = PaperMetric()
+    pm.add(m)
+    d = pm.as_dict()
+    # weighted by truth support (2, 2, 2): equal weights here
+    assert d["precision"] == pytest.approx((1 / 2 + 2 / 3 + 1) / 3)
+    assert d["recall"] == pytest.approx((1 / 2 + 1 + 1 / 2) / 3)
+
+
+def test_paper_metric_agrees_with_scikit_learn() -> None:
+    from sklearn.metrics import precision_score, recall_score
+
+    rng = np.random.default_rng(0)
+    pm = PaperMetric()
+    ps, rs = [], []
+    for _ in range(4):
+        t = rng.integers(0, 2, 500)
+        p = np.where(rng.random(500) < 0.8, t, 1 - t)
+        pm.add(confusion(t, p, 2))
+        ps.append(precision_score(t, p, average="weighted"))
+        rs.append(recall_score(t, p, average="weighted"))
+    d = pm.as_dict()
+    assert d["precision"] == pytest.approx(np.mean(ps), abs=1e-6)
+    assert d["recall"] == pytest.approx(np.mean(rs), abs=1e-6)
+
+
+def test_polygons_rasterise_exactly(tmp_path: Path) -> None:
+    from geoseg.grid import Grid
+
+    grid = Grid((20, 30), Affine(10, 0, 1000, 0, -10, 2000), rasterio.crs.CRS.from_epsg(32617))
+    gdf = gpd.GeoDataFrame(
+        {"code": [3, 7]}, geometry=[box(1000, 1900, 1050, 2000), box(1100, 1800, 1300, 1850)], crs="EPSG:32617"
+    )
+    path = tmp_path / "labels.gpkg"
+    gdf.to_file(path)
+    labels = rasterise_polygons(path, "code", grid, [3, 7])
+    expected = np.full((20, 30), 255, np.uint8)
+    expected[0:10, 0:5] = 0  # x 1000-1050, y 2000-1900
+    expected[15:20, 10:30] = 1  # x 1100-1300, y 1850-1800
+    np.testing.assert_array_equal(labels, expected)
+    with pytest.raises(ConfigError, match="no attribute 'klass'"):
+        rasterise_polygons(path, "klass", grid, [3, 7])
+    with pytest.raises(ConfigError, match=r"label values \[7\] are not among"):
+        rasterise_polygons(path, "code", grid, [3])
+
+
+def test_mask_crop_rule(tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.ones((12, 15), np.uint8)).save(tmp_path / "big.png")
+    with pytest.warns(DataQuirkWarning, match="cropped"):
+        assert read_mask(tmp_path / "big.png", (12, 12)).shape == (12, 12)
+    with pytest.raises(BadRasterError, match="only masks up to"):
+        read_mask(tmp_path / "big.png", (12, 4))
+
+
+def test_real_amazon_mask_quirk_is_cropped_with_a_warning(shared_data: Path) -> None:
+    mask = shared_data / "amazon-s2-rgb" / "training" / "masks" / "Amazon_181.tiff_34.png"
+    with pytest.warns(DataQuirkWarning):
+        assert read_mask(mask, (512, 512)).shape == (512, 512)
+
+
+def _cfg(tmp_path: Path, **kw: Any) -> TrainConfig:
+    base: dict[str, Any] = {
+        "out": str(tmp_path / "m.safetensors"), "dataset": "amazon-s2-rgb", **SMALL, "chip_size": 64,
+        "batch_size": 4, "epochs": 3, "steps_per_epoch": 4, "lr": 0.01, "threads": 2, "seed": 0,
+    }  # fmt: skip
+    base.update(kw)
+    return TrainConfig.from_dict(base)
+
+
+@pytest.fixture(scope="module")
+def amazon(shared_data: Path) -> Any:
+    cfg = TrainConfig.from_dict({"out": "-", "dataset": "amazon-s2-rgb"})
+    data = load_labelset("amazon-s2-rgb", cfg)
+    assert len(data.train) == 30 and len(data.val) == 15
+    assert [c.name for c in data.classes] == ["forest", "non-forest"]
+    data.val = data.val[:2]  # keep validation cheap in tests
+    return data
+
+
+def test_loop_reduces_loss_on_real_chips_and_checkpoint_carries_provenance(tmp_path: Path, amazon: Any) -> None:
+    cfg = _cfg(tmp_path)
+    result = Trainer(cfg, amazon).fit()
+    losses = [h["loss"] for h in result.history]
+    assert losses[-1] < losses[0]
+    spec = read_spec(cfg.out)
+    assert spec.bands == ("red", "green", "blue") and spec.provenance["trained"] is True
+    assert spec.provenance["data"]["dataset"] == "amazon-s2-rgb"
+    assert 0 < spec.mean[0] < 255 and spec.std[0] > 1  # statistics of the training pixels
+    assert "paper" in spec.provenance["metrics"]
+
+
+def test_resume_continues_from_the_saved_epoch(tmp_path: Path, amazon: Any) -> None:
+    cfg = _cfg(tmp_path, epochs=2, patience=10)
+
+    def stop_after_first_epoch(done: int, total: int, postfix: str = "") -> None:
+        raise KeyboardInterrupt  # as if the user pressed Ctrl-C after epoch 1
+
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, amazon).fit(progress=stop_after_first_epoch)
+    state = Path(cfg.out + ".resume.pt")
+    assert state.exists() and not Path(cfg.out).exists()
+    interrupted = json.loads(torch.load(state, weights_only=True)["history"])
+    result = Trainer(cfg, amazon).fit(resume=True)
+    assert [h["epoch"] for h in result.history] == [1, 2]
+    assert result.history[0] == interrupted[0]  # epoch 1 came from the resume file, not rerun
+    assert not state.exists() and Path(cfg.out).exists()
+
+
+def _write_labelset(tmp_path: Path, image: np.ndarray, mask: np.ndarray, values: dict[int, str]) -> Path:
+    root = tmp_path / "data"
+    (root / "set" / "img").mkdir(parents=True, exist_ok=True)
+    (root / "set" / "msk").mkdir(parents=True, exist_ok=True)
+    files = {}
+    for split in ("a", "b"):
+        ip = root / "set" / "img" / f"{split}.tif"
+        with rasterio.open(ip, "w", driver="GTiff", count=image.shape[0], height=image.shape[1], width=image.shape[2],
+                           dtype=image.dtype.name, crs="EPSG:4326", transform=Affine(1e-4, 0, 0, 0, -1e-4, 0),
+                           nodata=0) as ds:  # fmt: skip
+            ds.write(image)
+        mp = root / "set" / "msk" / f"{split}.tif"
+        with rasterio.open(mp, "w", driver="GTiff", count=1, height=mask.shape[0], width=mask.shape[1],
+                           dtype="uint8") as ds:  # fmt: skip
+            ds.write(mask[None])
+        for p in (ip, mp):
+            files[str(p.relative_to(root / "set"))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    entry = {
+        "name": "toy", "kind": "labelset", "description": "toy", "dir": "set",
+        "source": {"url": "http://127.0.0.1:9/toy", "licence": "test", "citation": "test"},
+        "classes": values, "pair_by": "stem",
+        "splits": {"training": {"images": "img/a.tif", "masks": "msk/a.tif"},
+                   "validation": {"images": "img/b.tif", "masks": "msk/b.tif"}},
+        "files": files,
+    }  # fmt: skip
+    cat = tmp_path / "cat.yaml"
+    cat.write_text(yaml.safe_dump({"version": 1, "entries": [entry]}, sort_keys=False))
+    return cat
+
+
+def test_bad_training_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEOSEG_DATA", str(tmp_path / "data"))
+    image = np.full((3, 40, 40), 9, np.uint8)
+    cat = _write_labelset(tmp_path, image, np.ones((60, 40), np.uint8), {1: "a", 2: "b"})
+    monkeypatch.setenv("GEOSEG_CATALOG", str(cat))
+    cfg = TrainConfig.from_dict({"out": str(tmp_path / "o.safetensors"), "dataset": "toy", **SMALL, "chip_size": 32})
+    with pytest.raises(BadRasterError, match="only masks up to"):
+        train(cfg)
+    # no valid pixels: an all-nodata image
+    cat = _write_labelset(tmp_path, np.zeros((3, 40, 40), np.uint8), np.ones((40, 40), np.uint8), {1: "a", 2: "b"})
+    with pytest.raises(ConfigError, match="no valid pixels"):
+        train(cfg)
+    with pytest.raises(ConfigError, match="unknown key"):
+        TrainConfig.from_dict({"out": "x", "dataset": "toy", "epocs": 3})
+    assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_cli_train_config_with_unknown_key(tmp_path: Path) -> None:
+    cfgfile = tmp_path / "t.yaml"
+    cfgfile.write_text(yaml.safe_dump({"train": {"out": str(tmp_path / "m.safetensors"), "dataset": "amazon-s2-rgb",
+                                                 "learning_rate": 0.1}}))  # fmt: skip
+    r = CliRunner().invoke(main, ["train", str(cfgfile)])
+    assert r.exit_code == 2 and "unknown key(s) learning_rate" in r.output
