@@ -441,6 +441,7 @@ class _TempRaster:
         self._ds.write(data.astype(self.dtype, copy=False)[None], window=window.to_rasterio())
 
     def close(self) -> RasterSource:
+        """Close (idempotent) and describe the file for reading back."""
         if self._ds is not None:
             self._ds.close()
             self._ds = None
@@ -602,6 +603,13 @@ class _Outputs:
 
     work: Path
     moves: list[tuple[Path, Path]] = field(default_factory=list)
+    temps: list[_TempRaster] = field(default_factory=list)
+
+    def temp_raster(self, name: str, grid: Grid, dtype: str, nodata: float) -> _TempRaster:
+        """A scratch raster in the work folder, closed and removed by ``cleanup``."""
+        r = _TempRaster(self.work / name, grid, dtype, nodata)
+        self.temps.append(r)
+        return r
 
     @classmethod
     def beside(cls, out: Path | None) -> _Outputs:
@@ -634,6 +642,8 @@ class _Outputs:
         self.moves.clear()
 
     def cleanup(self) -> None:
+        for r in self.temps:
+            r.close()
         for tmp, _ in self.moves:
             if tmp.is_dir():
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -925,12 +935,12 @@ def detect_change(
                     cog = RasterWriter(cog_path, maps.grid, 1, "uint16", enc.nodata, tags=tags)
                 writers.append(cog)
             sel_raster = (
-                _TempRaster(outputs.work / "selected.tif", maps.grid, enc.dtype, enc.nodata)
+                outputs.temp_raster("selected.tif", maps.grid, enc.dtype, enc.nodata)
                 if want_polygons
                 else None
             )
             lc_rasters: list[_TempRaster | None] = [
-                _TempRaster(outputs.work / f"landcover{k}.tif", maps.grid, maps.maps[k].source.dtype, maps.maps[k].nodata)
+                outputs.temp_raster(f"landcover{k}.tif", maps.grid, maps.maps[k].source.dtype, maps.maps[k].nodata)
                 if lc[k] else None
                 for k in range(2)
             ]  # fmt: skip
@@ -1383,14 +1393,10 @@ def track_loss(
                 writers.append(ly)
             want_polygons = out_path is not None
             loss_idx = (
-                _TempRaster(outputs.work / "loss_index.tif", aligned.grid, "uint8", 255)
-                if want_polygons
-                else None
+                outputs.temp_raster("loss_index.tif", aligned.grid, "uint8", 255) if want_polygons else None
             )
             gain_idx = (
-                _TempRaster(outputs.work / "gain_index.tif", aligned.grid, "uint8", 255)
-                if want_polygons
-                else None
+                outputs.temp_raster("gain_index.tif", aligned.grid, "uint8", 255) if want_polygons else None
             )
             tasks = [_TrackTask(aligned, w, area, tuple(forest_idx), k, tuple(years)) for w in windows]
             from dask.base import tokenize
