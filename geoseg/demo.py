@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from geoseg.io import open_raster, validate_cog
 from geoseg.progress import Progress
 
@@ -88,6 +87,3 @@ def _accuracy(pred_path: Path, truth_path: Path) -> float:
         pred, truth = p.read(1), t.read(1)
     valid = (truth != 255) & (pred != 255)
     return float((pred[valid] == truth[valid]).mean()) if valid.any() else float("nan")
-
-
-

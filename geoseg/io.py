@@ -515,7 +515,7 @@ def validate_cog(path: str | os.PathLike[str]) -> tuple[bool, list[str], list[st
         layout = ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT")
         if layout != "COG":
             errors.append("not written with the COG layout (IFDs and overviews before the data)")
-        if ds.block_shapes[0][1] == ds.width and ds.height > 1:  # strips span the whole width
+        if not ds.profile.get("tiled", False):
             errors.append("not tiled")
         if (ds.width > COG_BLOCK or ds.height > COG_BLOCK) and not ds.overviews(1):
             errors.append("no overviews on a raster larger than one block")

@@ -33,7 +33,9 @@ def make_loss(names: Sequence[str], class_weights: Sequence[float] | None = None
 
     unknown = [n for n in names if n not in LOSSES]
     if unknown or not names:
-        raise ConfigError(f"unknown loss {unknown or names}; choose from {', '.join(LOSSES)} (a list sums them)")
+        raise ConfigError(
+            f"unknown loss {unknown or names}; choose from {', '.join(LOSSES)} (a list sums them)"
+        )
     weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
 
     def loss(logits: Any, target: Any) -> Any:
@@ -41,9 +43,13 @@ def make_loss(names: Sequence[str], class_weights: Sequence[float] | None = None
         w = weight.to(logits.device) if weight is not None else None
         for name in names:
             if name == "ce":
-                total = total + torch.nn.functional.cross_entropy(logits, target, weight=w, ignore_index=IGNORE)
+                total = total + torch.nn.functional.cross_entropy(
+                    logits, target, weight=w, ignore_index=IGNORE
+                )
             elif name == "focal":
-                ce = torch.nn.functional.cross_entropy(logits, target, weight=w, ignore_index=IGNORE, reduction="none")
+                ce = torch.nn.functional.cross_entropy(
+                    logits, target, weight=w, ignore_index=IGNORE, reduction="none"
+                )
                 pt = torch.exp(-ce)
                 valid = target != IGNORE
                 total = total + ((1 - pt) ** 2 * ce)[valid].mean() if valid.any() else total

@@ -72,7 +72,9 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+            raise ConfigError(
+                f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}"
+            )
         if "out" not in d:
             raise ConfigError(f"{source}: missing key 'out' (where to write the checkpoint)")
         if (d.get("dataset") is None) == (d.get("synthetic") is None):
@@ -127,7 +129,11 @@ def read_mask(path: str | os.PathLike[str], shape: tuple[int, int]) -> np.ndarra
                 f"mask is {mw} x {mh} px but its image is {w} x {h}; only masks up to {MAX_MASK_CROP} px larger are cropped",
                 path,
             )
-        warnings.warn(f"{path}: mask is {mw} x {mh} px, image {w} x {h}; cropped to the image", DataQuirkWarning, stacklevel=2)
+        warnings.warn(
+            f"{path}: mask is {mw} x {mh} px, image {w} x {h}; cropped to the image",
+            DataQuirkWarning,
+            stacklevel=2,
+        )
         mask = mask[:h, :w]
     return mask
 
@@ -149,15 +155,17 @@ def load_labelset(name: str, cfg: TrainConfig) -> Dataset:
     classes = [ClassInfo(i, c.name, default_colour(i)) for i, c in enumerate(entry.classes)]
     band_names = list(entry.bands) if entry.bands else None
     if entry.splits:
-        train, val = [], []
+        train: list[Sample] = []
+        val: list[Sample] = []
         for split, target in ((cfg.split_train, train), (cfg.split_val, val)):
             for image, mask in entry.pairs(split):
-                src = open_raster(image, band_names=band_names, require_crs=False)
+                src = open_raster(image, band_names=band_names, bands=cfg.bands, require_crs=False)
                 pixels, valid = src.read()
                 labels = _remap(read_mask(mask, src.grid.shape), values)
                 labels[~valid] = IGNORE
                 target.append(Sample(pixels.astype(np.float32), valid, labels, Path(image).name))
-        bands = list(band_names or open_raster(entry.pairs(cfg.split_train)[0][0]).band_names)
+        first = entry.pairs(cfg.split_train)[0][0]
+        bands = list(open_raster(first, band_names=band_names, bands=cfg.bands, require_crs=False).band_names)
         prov = {"dataset": name, "train_split": cfg.split_train, "val_split": cfg.split_val,
                 "train_images": len(train), "val_images": len(val)}  # fmt: skip
         return Dataset(train, val, classes, bands, prov)
@@ -165,7 +173,9 @@ def load_labelset(name: str, cfg: TrainConfig) -> Dataset:
     scene = catalog.load_catalog().get(entry.image, catalog.SceneEntry) if entry.image else None
     if scene is None:
         raise ConfigError(f"label set {name} has neither splits nor an image scene")
-    src = open_raster(scene.raster_paths(), band_names=list(scene.bands) if scene.bands else None)
+    src = open_raster(
+        scene.raster_paths(), band_names=list(scene.bands) if scene.bands else None, bands=cfg.bands
+    )
     if entry.label_raster:
         lab = open_raster(entry.label_raster_path())
         src.grid.require_same(lab.grid, f"{scene.name} and its labels")
@@ -173,6 +183,8 @@ def load_labelset(name: str, cfg: TrainConfig) -> Dataset:
         labels = _remap(np.where(lvalid, raw[0], 0).astype(np.int64), values)
         labels[~lvalid] = IGNORE
     else:
+        if not entry.class_field:
+            raise ConfigError(f"label set {name}: polygons need a class_field naming the class attribute")
         labels = rasterise_polygons(entry.polygons_path(), entry.class_field, src.grid, values)
     pixels, valid = src.read()
     labels[~valid] = IGNORE
@@ -181,25 +193,33 @@ def load_labelset(name: str, cfg: TrainConfig) -> Dataset:
     return Dataset(train, val, classes, list(src.band_names), prov)
 
 
-def rasterise_polygons(path: str | os.PathLike[str], attribute: str, grid: Any, values: Sequence[int]) -> np.ndarray:
+def rasterise_polygons(
+    path: str | os.PathLike[str], attribute: str, grid: Any, values: Sequence[int]
+) -> np.ndarray:
     """Label polygons -> class indices on ``grid`` (class from ``attribute``), 255 elsewhere."""
     import geopandas as gpd
     from rasterio.features import rasterize
 
     gdf = gpd.read_file(path)
     if attribute not in gdf.columns:
-        raise ConfigError(f"{path}: label polygons have no attribute {attribute!r} (they have {', '.join(map(str, gdf.columns))})")
+        raise ConfigError(
+            f"{path}: label polygons have no attribute {attribute!r} (they have {', '.join(map(str, gdf.columns))})"
+        )
     if grid.crs is not None and gdf.crs is not None:
         gdf = gdf.to_crs(grid.crs)
     lut = {int(v): i for i, v in enumerate(values)}
     missing = sorted({int(v) for v in gdf[attribute]} - set(lut))
     if missing:
         raise ConfigError(f"{path}: label values {missing} are not among the model's classes {list(values)}")
-    shapes = [(geom, lut[int(v)]) for geom, v in zip(gdf.geometry, gdf[attribute], strict=True) if geom is not None]
+    shapes = [
+        (geom, lut[int(v)]) for geom, v in zip(gdf.geometry, gdf[attribute], strict=True) if geom is not None
+    ]
     return rasterize(shapes, out_shape=grid.shape, transform=grid.transform, fill=IGNORE, dtype="uint8")
 
 
-def holdout_split(pixels: np.ndarray, valid: np.ndarray, labels: np.ndarray, where: str, name: str) -> tuple[list[Sample], list[Sample]]:
+def holdout_split(
+    pixels: np.ndarray, valid: np.ndarray, labels: np.ndarray, where: str, name: str
+) -> tuple[list[Sample], list[Sample]]:
     """One quarter of a scene validates; training chips may not overlap it."""
     h, w = labels.shape
     rows = {"top": (0, h // 2), "bottom": (h // 2, h)}
@@ -208,8 +228,15 @@ def holdout_split(pixels: np.ndarray, valid: np.ndarray, labels: np.ndarray, whe
         v, hz = where.split("-")
         (r0, r1), (c0, c1) = rows[v], cols[hz]
     except (ValueError, KeyError) as exc:
-        raise ConfigError(f"holdout must be top-left, top-right, bottom-left or bottom-right, got {where!r}") from exc
-    val = Sample(pixels[:, r0:r1, c0:c1].copy(), valid[r0:r1, c0:c1].copy(), labels[r0:r1, c0:c1].copy(), f"{name}:{where}")
+        raise ConfigError(
+            f"holdout must be top-left, top-right, bottom-left or bottom-right, got {where!r}"
+        ) from exc
+    val = Sample(
+        pixels[:, r0:r1, c0:c1].copy(),
+        valid[r0:r1, c0:c1].copy(),
+        labels[r0:r1, c0:c1].copy(),
+        f"{name}:{where}",
+    )
     train_labels = labels.copy()
     train_labels[r0:r1, c0:c1] = IGNORE
     train = Sample(pixels, valid, train_labels, name, forbidden=(r0, r1, c0, c1))
@@ -250,7 +277,14 @@ def band_statistics(samples: Sequence[Sample]) -> tuple[list[float], list[float]
 class ChipSampler:
     """Random, augmented training chips from in-memory samples (seeded)."""
 
-    def __init__(self, samples: Sequence[Sample], size: int, mean: Sequence[float], std: Sequence[float], cfg: TrainConfig) -> None:
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        cfg: TrainConfig,
+    ) -> None:
         self.samples = [s for s in samples if (s.labels != IGNORE).any()]
         if not self.samples:
             raise ConfigError("the training data has no labelled pixels")
@@ -271,7 +305,9 @@ class ChipSampler:
                     continue
             if (s.labels[r : r + size, c : c + size] != IGNORE).any():
                 return r, c
-        raise ConfigError(f"{s.name}: no chip of {size} px avoids the validation block; use a smaller chip_size")
+        raise ConfigError(
+            f"{s.name}: no chip of {size} px avoids the validation block; use a smaller chip_size"
+        )
 
     def batch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         xs, ys = [], []
@@ -279,7 +315,7 @@ class ChipSampler:
             s = self.samples[int(self.rng.integers(len(self.samples)))]
             size = self.size
             if self.cfg.scale:
-                size = int(round(self.size * (1 + self.rng.uniform(-self.cfg.scale, self.cfg.scale))))
+                size = round(self.size * (1 + self.rng.uniform(-self.cfg.scale, self.cfg.scale)))
                 size = min(size, *s.labels.shape)
             r, c = self._position(s, min(size, *s.labels.shape))
             x = (s.image[:, r : r + size, c : c + size] - self.mean) / self.std
@@ -340,7 +376,8 @@ class Trainer:
                 counts += np.bincount(s.labels[s.labels != IGNORE], minlength=len(counts))[: len(counts)]
             freq = counts / max(counts.sum(), 1)
             weights = [float(1 / np.sqrt(f)) if f > 0 else 0.0 for f in freq]
-            weights = [w / np.mean([v for v in weights if v > 0]) for w in weights]
+            mean_w = float(np.mean([v for v in weights if v > 0]))
+            weights = [w / mean_w for w in weights]
         elif isinstance(weights, str):
             raise ConfigError(f"class_weights must be null, 'balanced' or a list, got {weights!r}")
         return make_loss(self.cfg.loss, weights)
@@ -350,7 +387,9 @@ class Trainer:
 
         opt = torch.optim.AdamW(model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         total = self.cfg.epochs * self.cfg.steps_per_epoch
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.cfg.lr, total_steps=max(total, 1), pct_start=0.15)
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=self.cfg.lr, total_steps=max(total, 1), pct_start=0.15
+        )
         return opt, sched
 
     def fit(self, progress: Progress | None = None, resume: bool = False) -> TrainResult:
@@ -407,7 +446,12 @@ class Trainer:
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                         "epoch": epoch + 1, "best": best, "stale": stale, "best_model": best_state,
                         "history": json.dumps(history)}, state_path)  # fmt: skip
-            report(progress, epoch + 1, cfg.epochs, f"loss {np.mean(losses):.3f} mIoU {scores.miou:.3f} best {best:.3f}")
+            report(
+                progress,
+                epoch + 1,
+                cfg.epochs,
+                f"loss {np.mean(losses):.3f} mIoU {scores.miou:.3f} best {best:.3f}",
+            )
             if stale >= cfg.patience:
                 break
         assert best_state is not None
@@ -431,7 +475,9 @@ class Trainer:
 
         from geoseg.inference import pad_to_stride
 
-        x = (s.image - np.asarray(spec.mean, np.float32)[:, None, None]) / np.asarray(spec.std, np.float32)[:, None, None]
+        x = (s.image - np.asarray(spec.mean, np.float32)[:, None, None]) / np.asarray(spec.std, np.float32)[
+            :, None, None
+        ]
         x[:, ~s.valid] = 0
         padded, h, w = pad_to_stride(x[None].astype(np.float32))
         model.eval()
@@ -493,7 +539,9 @@ def train(cfg: TrainConfig, progress: Progress | None = None, resume: bool = Fal
     from geoseg.io import check_writable
 
     check_writable(cfg.out)
-    data = load_synthetic(cfg.synthetic) if cfg.synthetic is not None else load_labelset(str(cfg.dataset), cfg)
+    data = (
+        load_synthetic(cfg.synthetic) if cfg.synthetic is not None else load_labelset(str(cfg.dataset), cfg)
+    )
     if not data.val:
         raise GeosegError("the validation split is empty")
     return Trainer(cfg, data).fit(progress, resume=resume)
@@ -511,18 +559,25 @@ def evaluate(
         torch.set_num_threads(threads)
     loaded = load_checkpoint(model)
     spec = loaded.spec
-    cfg = TrainConfig(out="-", dataset=dataset, split_train=split, split_val=split)
+    cfg = TrainConfig(out="-", dataset=dataset, split_train=split, split_val=split, bands=list(spec.bands))
     data = load_labelset(dataset, cfg)
     if len(data.classes) != spec.n_classes:
         raise ConfigError(
             f"{loaded.path.name} predicts {spec.n_classes} classes but {dataset} has {len(data.classes)}"
         )
     if len(data.bands) != len(spec.bands):
-        raise ConfigError(f"{loaded.path.name} expects {len(spec.bands)} bands but {dataset} has {len(data.bands)}")
+        raise ConfigError(
+            f"{loaded.path.name} expects {len(spec.bands)} bands but {dataset} has {len(data.bands)}"
+        )
     trainer = Trainer.__new__(Trainer)
     trainer.cfg, trainer.data = cfg, data
     scores = trainer.validate(loaded.module, spec)
-    out: dict[str, Any] = {"model": str(loaded.path), "sha256": loaded.sha256, "dataset": dataset, "split": split}
+    out: dict[str, Any] = {
+        "model": str(loaded.path),
+        "sha256": loaded.sha256,
+        "dataset": dataset,
+        "split": split,
+    }
     out.update(scores.as_dict())
     out["table"] = scores.table()
     if dataset == "amazon-s2-rgb":

@@ -32,7 +32,10 @@ def test_version_and_help_for_every_command() -> None:
 @pytest.mark.parametrize(
     ("args", "expect"),
     [
-        (["predict", "missing.tif", "--model", "m.safetensors", "--out", "o.tif"], "missing.tif: no such file"),
+        (
+            ["predict", "missing.tif", "--model", "m.safetensors", "--out", "o.tif"],
+            "missing.tif: no such file",
+        ),
         (["model", "info", "nope.safetensors"], "nope.safetensors: no such model file"),
     ],
 )

@@ -70,7 +70,9 @@ def test_polygons_rasterise_exactly(tmp_path: Path) -> None:
 
     grid = Grid((20, 30), Affine(10, 0, 1000, 0, -10, 2000), rasterio.crs.CRS.from_epsg(32617))
     gdf = gpd.GeoDataFrame(
-        {"code": [3, 7]}, geometry=[box(1000, 1900, 1050, 2000), box(1100, 1800, 1300, 1850)], crs="EPSG:32617"
+        {"code": [3, 7]},
+        geometry=[box(1000, 1900, 1050, 2000), box(1100, 1800, 1300, 1850)],
+        crs="EPSG:32617",
     )
     path = tmp_path / "labels.gpkg"
     gdf.to_file(path)
@@ -120,7 +122,9 @@ def amazon(shared_data: Path) -> Any:
     return data
 
 
-def test_loop_reduces_loss_on_real_chips_and_checkpoint_carries_provenance(tmp_path: Path, amazon: Any) -> None:
+def test_loop_reduces_loss_on_real_chips_and_checkpoint_carries_provenance(
+    tmp_path: Path, amazon: Any
+) -> None:
     cfg = _cfg(tmp_path)
     result = Trainer(cfg, amazon).fit()
     losses = [h["loss"] for h in result.history]
@@ -184,11 +188,15 @@ def test_bad_training_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     image = np.full((3, 40, 40), 9, np.uint8)
     cat = _write_labelset(tmp_path, image, np.ones((60, 40), np.uint8), {1: "a", 2: "b"})
     monkeypatch.setenv("GEOSEG_CATALOG", str(cat))
-    cfg = TrainConfig.from_dict({"out": str(tmp_path / "o.safetensors"), "dataset": "toy", **SMALL, "chip_size": 32})
+    cfg = TrainConfig.from_dict(
+        {"out": str(tmp_path / "o.safetensors"), "dataset": "toy", **SMALL, "chip_size": 32}
+    )
     with pytest.raises(BadRasterError, match="only masks up to"):
         train(cfg)
     # no valid pixels: an all-nodata image
-    cat = _write_labelset(tmp_path, np.zeros((3, 40, 40), np.uint8), np.ones((40, 40), np.uint8), {1: "a", 2: "b"})
+    cat = _write_labelset(
+        tmp_path, np.zeros((3, 40, 40), np.uint8), np.ones((40, 40), np.uint8), {1: "a", 2: "b"}
+    )
     with pytest.raises(ConfigError, match="no valid pixels"):
         train(cfg)
     with pytest.raises(ConfigError, match="unknown key"):

@@ -12,7 +12,13 @@ import click
 @click.option("--model", "-m", required=True, help="Checkpoint file or catalog model name.")
 @click.option("--dataset", "-d", required=True, help="A label set of the catalog (e.g. amazon-s2-rgb).")
 @click.option("--split", default="validation", show_default=True)
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Also write the metrics as JSON.")
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write the metrics as JSON.",
+)
 def command(model: str, dataset: str, split: str, json_path: Path | None) -> None:
     """Confusion matrix, per-class IoU/precision/recall/F1, mIoU, accuracy and kappa."""
     from geoseg.io import atomic_output, check_writable

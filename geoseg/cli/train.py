@@ -11,7 +11,9 @@ from geoseg.cli._progress import progress_bar
 
 @click.command("train")
 @click.argument("config", type=click.Path(path_type=Path))
-@click.option("--out", "-o", type=click.Path(path_type=Path), default=None, help="Override the config's output path.")
+@click.option(
+    "--out", "-o", type=click.Path(path_type=Path), default=None, help="Override the config's output path."
+)
 @click.option("--epochs", type=int, default=None, help="Override the config's epoch count.")
 @click.option("--resume", is_flag=True, help="Continue from the last finished epoch of an interrupted run.")
 def command(config: Path, out: Path | None, epochs: int | None, resume: bool) -> None:
@@ -21,8 +23,10 @@ def command(config: Path, out: Path | None, epochs: int | None, resume: bool) ->
     from geoseg.train import load_config, train
 
     cfg = load_config(config)
-    changes = {k: v for k, v in (("out", str(out) if out else None), ("epochs", epochs)) if v is not None}
-    cfg = dataclasses.replace(cfg, **changes)
+    if out is not None:
+        cfg = dataclasses.replace(cfg, out=str(out))
+    if epochs is not None:
+        cfg = dataclasses.replace(cfg, epochs=epochs)
     with progress_bar("train", unit="epoch") as bar:
         result = train(cfg, progress=bar, resume=resume)
     click.echo(result.scores.table())
