@@ -51,6 +51,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -92,7 +93,7 @@ DEFAULT_BLOCK = 2048
 DEFAULT_LAYER = "landcover"
 SCHEDULER_TIMEOUT_S = 5
 FORMATS = {".gpkg": "GPKG", ".fgb": "FlatGeobuf", ".geojson": "GeoJSON", ".json": "GeoJSON"}
-FLUSH_FEATURES = 50_000  # features per write: each GDAL write session costs ~0.1 s
+FLUSH_FEATURES = 20_000  # per write session (~0.05 s each): big enough to amortise, small enough to overlap
 FLUSH_BYTES = 64 << 20
 TOP, BOTTOM, LEFT, RIGHT = 0, 1, 2, 3
 _STEPS = {(-1, 0): TOP, (1, 0): BOTTOM, (0, -1): LEFT, (0, 1): RIGHT}
@@ -346,9 +347,10 @@ def _polygonize_array(
         values, mask=valid, connectivity=connectivity, transform=Affine.translation(col_off, row_off)
     )
     geoms, vals = _to_polygons(items)
-    if len(geoms):
+    if len(geoms) and connectivity == 8:
         # GDAL's 8-connected regions touch themselves at pixel corners (invalid "bowties");
-        # "structure" keeps every pixel and makes them valid (multi)polygons.
+        # "structure" keeps every pixel and makes them valid (multi)polygons. Its
+        # 4-connected polygons are valid already (holes touch shells at points at most).
         bad = ~shapely.is_valid(geoms)
         if bad.any():
             geoms[bad] = shapely.make_valid(geoms[bad], method="structure", keep_collapsed=False)
@@ -1142,16 +1144,23 @@ def dask_client(workers: int | None = None, scheduler: str | None = None) -> Ite
     if n <= 0:
         yield None
         return
+    import dask
     from distributed import Client, LocalCluster
 
     # Processes, one thread each: GDAL polygonising and shapely hold the GIL for long stretches.
-    cluster = LocalCluster(
-        n_workers=n,
-        threads_per_worker=1,
-        processes=True,
-        silence_logs=logging.ERROR,
-        dashboard_address=":0",  # any free port: the scheduler's HTTP server starts anyway, and 8787 may be taken
-    )
+    # On Linux the workers are forked rather than spawned: they inherit the modules this
+    # process has imported (rasterio, shapely, scipy, geoseg) and are ready in ~0.2 s instead
+    # of ~1.5 s, which matters for jobs of a few seconds. Nothing in this process holds a
+    # GDAL dataset or a thread pool at that point, which is what makes forking safe here.
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    with dask.config.set({"distributed.worker.multiprocessing-method": method}):
+        cluster = LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            silence_logs=logging.ERROR,
+            dashboard_address=":0",  # any free port: the scheduler's HTTP server starts anyway
+        )
     try:
         client = Client(cluster)
         try:
@@ -1441,9 +1450,15 @@ def vectorize(
     from geoseg import __version__
 
     metadata = {
-        "source": str(classmap), "connectivity": str(connectivity), "min_area_ha": str(min_area_ha or ""),
-        "simplify_m": str(simplify_m or ""), "block_size": str(block_size), "geoseg_version": __version__,
-    }  # fmt: skip
+        "source": str(classmap),
+        "connectivity": str(connectivity),
+        "block_size": str(block_size),
+        "geoseg_version": __version__,
+    }
+    if min_area_ha:
+        metadata["min_area_ha"] = str(min_area_ha)
+    if simplify_m:
+        metadata["simplify_m"] = str(simplify_m)
     stats = PolygonizeStats()
     crs = src.grid.crs.to_wkt() if src.grid.crs else None
     geometry_type = "MultiPolygon" if connectivity == 8 else "Polygon"

@@ -174,6 +174,18 @@ def test_output_is_deterministic_and_streams_as_gpkg(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*partial*"))
 
 
+def test_progress_counts_blocks(tmp_path: Path) -> None:
+    path = write(tmp_path / "p.tif", fragmented(60, 70), nodata=255)
+    calls: list[tuple[int, int]] = []
+    polygonize_frame(
+        path, block_size=20, progress=lambda done, total, postfix="": calls.append((done, total))
+    )
+    assert calls == [(i, 12) for i in range(1, 13)]  # 3 x 4 blocks
+    calls.clear()
+    polygonize_frame(path, block_size=20, min_area_ha=0.05, progress=lambda d, t, p="": calls.append((d, t)))
+    assert calls == [(i, 24) for i in range(1, 25)]  # two passes with a minimum mapping unit
+
+
 # --------------------------------------------------------------------------------------
 # Minimum mapping unit
 
