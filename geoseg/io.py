@@ -308,6 +308,10 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
         tmp.unlink()
     try:
         yield tmp
+        if tmp.exists():  # some writers create 0600 files; outputs get the usual umask mode
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, final)
     except BaseException:
         if tmp.exists():

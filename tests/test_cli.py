@@ -54,11 +54,27 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
 
 
 def test_demo_end_to_end(tmp_path: Path) -> None:
+    import json
+
+    import pyogrio
+
+    from geoseg.io import validate_cog
+
     out = tmp_path / "demo"
-    p = subprocess.run([GEOSEG, "demo", "--out", str(out), "--size", "600", "--workers", "1"],
+    p = subprocess.run([GEOSEG, "demo", "--out", str(out), "--size", "1024", "--workers", "1"],
                        capture_output=True, text=True, timeout=600)  # fmt: skip
     assert p.returncode == 0, p.stderr
-    assert "valid COG: True" in p.stdout and "accuracy" in p.stdout
-    with rasterio.open(out / "landcover.tif") as pred, rasterio.open(out / "scene_date1.tif") as scene:
-        assert pred.shape == scene.shape and pred.transform == scene.transform and pred.crs == scene.crs
     assert "INFO" not in p.stderr  # dask's worker chatter stays quiet without -vv
+    for date in (1, 2):
+        cog = out / f"landcover_date{date}.tif"
+        assert validate_cog(cog)[0]
+        with rasterio.open(cog) as pred, rasterio.open(out / f"scene_date{date}.tif") as scene:
+            assert pred.shape == scene.shape and pred.transform == scene.transform and pred.crs == scene.crs
+    metrics = json.loads((out / "accuracy.json").read_text())
+    # the shipped demo model on a region it never saw (trained on seed 7, demo uses 3)
+    assert metrics["date1"]["accuracy"] > 0.95 and metrics["date2"]["accuracy"] > 0.95
+    loss = metrics["forest_loss_ha"]
+    assert abs(loss["mapped"] - loss["truth"]) < 0.25 * loss["truth"]
+    layers = {name for name, _ in pyogrio.list_layers(out / "geoseg-demo.gpkg")}
+    assert {"change", "landcover_before", "landcover_after", "transition_matrix"} <= layers
+    assert (out / "report" / "index.html").exists() and (out / "report" / "change.png").exists()
