@@ -13,7 +13,7 @@ How it works, and why:
   connectivity inside its block is GDAL's own). Pixels facing each other across a seam
   with the same class join their pieces (union-find); with 8-connectivity the diagonal
   neighbours across seams and block corners count too, with 4-connectivity they do not.
-  A group is merged (``shapely.union_all``, exact on integer coordinates) as soon as every
+  A group is merged (a coverage union, exact on integer coordinates) as soon as every
   block it touches is done, so the client holds roughly one row of blocks' seam pieces,
   not the map. The result equals polygonising the whole raster at once: same polygons,
   same areas, and rasterising them gives the raster back.
@@ -786,40 +786,81 @@ def _touching(
     return out
 
 
-def _merge_pieces(pieces: list[Any]) -> Any:
-    """Union of edge-matched pieces from different blocks, holes handled apart.
+def _merge_pieces(pieces: list[Any], block_size: int) -> Any:
+    """Union of pieces from different blocks that meet along block seams.
 
-    A piece's holes lie strictly inside its block, so they cannot meet another block's
-    piece: only the outer rings need the (costly) overlay, and the holes are put back
-    afterwards. On big pieces with thousands of holes this is ~4x faster than
-    ``union_all`` of the pieces. Coordinates are integers (or a subset of them after
-    simplification), so the overlay is exact.
+    Pieces only ever meet on block lines (multiples of ``block_size`` in global pixel
+    coordinates), and a piece's holes lie strictly inside its block. So the holes are set
+    aside; the outer rings get a vertex at every pixel corner along block lines, which
+    makes them an edge-matched coverage that ``coverage_union_all`` joins by cancelling
+    shared edges (linear time, exact on integer coordinates); the vertices left on straight
+    edges are dropped and the holes put back. On real maps, where the background piece of
+    each block has thousands of holes, this is ~4x faster than ``union_all`` + ``simplify``.
     """
     parts = shapely.get_parts(np.asarray(pieces, dtype=object))
     rings, owner = shapely.get_rings(parts, return_index=True)
     first = np.r_[True, owner[1:] != owner[:-1]]
     holes = rings[~first]
-    # Drop the vertices the old seams leave on straight edges (tolerance 0: only exact
-    # collinear points go, so the shape cannot change).
-    union = shapely.simplify(shapely.union_all(shapely.polygons(rings[first])), 0.0, preserve_topology=False)
-    outers = shapely.get_parts(union)
-    if not len(holes):
-        return union
+    union = shapely.coverage_union_all(_densify_on_lines(shapely.polygons(rings[first]), block_size))
+    outers = [_drop_collinear(p) for p in shapely.get_parts(union)]
     if len(outers) == 1:
         return shapely.polygons(
             shapely.get_exterior_ring(outers[0]), np.r_[shapely.get_rings(outers[0])[1:], holes]
         )
-    # 8-connectivity: several polygons touching at corners; give each hole to its polygon.
-    where = shapely.STRtree(outers).query(
-        shapely.point_on_surface(shapely.polygons(holes)), predicate="within"
+    # 8-connectivity: polygons touching at corners; give each hole to the one holding it.
+    where = (
+        shapely.STRtree(outers).query(shapely.point_on_surface(shapely.polygons(holes)), predicate="within")
+        if len(holes)
+        else np.zeros((2, 0), np.int64)
     )
-    built = [
-        shapely.polygons(
-            shapely.get_exterior_ring(p), np.r_[shapely.get_rings(p)[1:], holes[where[0][where[1] == i]]]
-        )
-        for i, p in enumerate(outers)
-    ]
-    return shapely.multipolygons(built)
+    return shapely.multipolygons(
+        [
+            shapely.polygons(
+                shapely.get_exterior_ring(p), np.r_[shapely.get_rings(p)[1:], holes[where[0][where[1] == i]]]
+            )
+            for i, p in enumerate(outers)
+        ]
+    )
+
+
+def _densify_on_lines(polygons: np.ndarray, size: int) -> np.ndarray:
+    """Hole-free polygons with a vertex at every integer point of their edges on block lines."""
+    ring_list = shapely.get_exterior_ring(polygons)
+    xy, ring = shapely.get_coordinates(ring_list, return_index=True)
+    step = np.r_[xy[1:], xy[:1]] - xy
+    closing = np.r_[ring[1:] != ring[:-1], True]
+    on_line = ~closing & (
+        ((step[:, 0] == 0) & (xy[:, 0] % size == 0)) | ((step[:, 1] == 0) & (xy[:, 1] % size == 0))
+    )
+    count = 1 + np.where(on_line, np.abs(step).sum(axis=1).astype(np.int64) - 1, 0)
+    src = np.repeat(np.arange(len(xy)), count)
+    k = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    points = xy[src] + k[:, None] * np.sign(step)[src]
+    return np.asarray(shapely.polygons(shapely.linearrings(points, indices=ring[src])), dtype=object)
+
+
+def _drop_collinear(polygon: Any) -> Any:
+    """The polygon without vertices in the middle of horizontal or vertical straight runs."""
+    xy, ring = shapely.get_coordinates(shapely.get_rings(polygon), return_index=True)
+    body = np.r_[ring[1:] == ring[:-1], False]  # every vertex but each ring's closing copy
+    xy, ring = xy[body], ring[body]
+    idx = np.arange(len(xy))
+    starts = np.r_[True, ring[1:] != ring[:-1]]
+    ends = np.r_[ring[1:] != ring[:-1], True]
+    ring_start = np.maximum.accumulate(np.where(starts, idx, 0))
+    ring_end = np.minimum.accumulate(np.where(ends, idx, len(xy))[::-1])[::-1]
+    before = xy[np.where(starts, ring_end, idx - 1)]
+    after = xy[np.where(ends, ring_start, idx + 1)]
+    straight = ((before[:, 0] == xy[:, 0]) & (after[:, 0] == xy[:, 0])) | (
+        (before[:, 1] == xy[:, 1]) & (after[:, 1] == xy[:, 1])
+    )
+    xy, ring = xy[~straight], ring[~straight]
+    firsts = np.flatnonzero(np.r_[True, ring[1:] != ring[:-1]])
+    lasts = np.r_[firsts[1:], len(xy)]
+    closed_xy = np.insert(xy, lasts, xy[firsts], axis=0)
+    closed_ring = np.insert(ring, lasts, ring[firsts])
+    rebuilt = shapely.linearrings(closed_xy, indices=closed_ring)
+    return shapely.polygons(rebuilt[0], rebuilt[1:])
 
 
 class _SeamMerger:
@@ -918,7 +959,7 @@ class _SeamMerger:
             del self.parent[m], self.values[m], self.keys[m]
         if len(geoms) == 1:
             return geoms[0], value, key
-        return _merge_pieces(geoms), value, key
+        return _merge_pieces(geoms, self.layout.size), value, key
 
     def is_empty(self) -> bool:
         return not self.members
