@@ -9,7 +9,7 @@ How it works, and why:
   coordinates go to the CRS with one affine at the very end.
 - **Seams.** A polygon touching no internal block edge is final as it is and is streamed to
   the output. The others ("seam pieces") go to the client with the piece index of every
-  pixel along the block's internal edges (rasterised back from the pieces, so a piece's
+  pixel along the block's internal edges (read off the pieces themselves, so a piece's
   connectivity inside its block is GDAL's own). Pixels facing each other across a seam
   with the same class join their pieces (union-find); with 8-connectivity the diagonal
   neighbours across seams and block corners count too, with 4-connectivity they do not.
@@ -41,6 +41,12 @@ How it works, and why:
   seams stays exact.
 - **Areas** come from :mod:`geoseg.areas` (planar in low-distortion projections, on the
   ellipsoid otherwise).
+- **Memory.** A worker holds one block and its polygons. The client holds a few blocks'
+  results (the reorder window), the seam pieces of groups still open (about one row of
+  blocks, plus any polygon that spans many blocks, which the output must hold whole anyway),
+  and up to ``FLUSH_FEATURES`` polygons waiting to be written. With a minimum mapping unit
+  it also holds, between the passes, the small regions no block could decide on its own
+  and their neighbours: a fraction of the polygons, but it grows with the map.
 """
 
 from __future__ import annotations
