@@ -34,6 +34,7 @@ ARCHITECTURES = (
     "PAN",
     "UPerNet",
     "Segformer",
+    "FCN",  # geoseg.fcn: the plain FCN-8s head of Long et al. on an smp encoder
 )
 
 
@@ -126,6 +127,13 @@ def build_model(spec: ModelSpec) -> Any:
 
     arch = canonical_arch(spec.arch)
     check_encoder(spec.encoder)
+    if arch == "FCN":  # not in smp: geoseg's own head on an smp encoder
+        from geoseg.fcn import build_fcn
+
+        try:
+            return build_fcn(spec.encoder, len(spec.bands), spec.n_classes, **spec.kwargs)
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"cannot build FCN with encoder {spec.encoder}: {exc}") from exc
     try:
         return smp.create_model(
             arch,
@@ -200,7 +208,7 @@ def read_spec(path: str | os.PathLike[str]) -> ModelSpec:
 
     p = _existing(path)
     try:
-        with safe_open(str(p), framework="pt") as f:
+        with safe_open(str(p), framework="np") as f:  # metadata only: no torch import
             meta = f.metadata() or {}
     except Exception as exc:  # safetensors raises its own SafetensorError and OSError
         raise ModelError(_not_a_checkpoint(p, exc)) from exc
