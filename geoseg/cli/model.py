@@ -59,8 +59,20 @@ def info(model: str, as_json: bool) -> None:
     click.echo(f"  mean/std   {d['mean']} / {d['std']}")
     for c in d["classes"]:
         click.echo(f"  class {c['id']:>3}  {c['name']}  rgb{tuple(c['colour'])}")
-    for k, v in d["provenance"].items():
-        click.echo(f"  {k:<10} {v}")
+    prov = d["provenance"]
+    if not prov.get("trained"):
+        click.echo(f"  untrained  (seed {prov.get('seed')})")
+        return
+    click.echo(f"  trained    {prov.get('minutes')} min, geoseg {prov.get('geoseg_version')}, data {prov.get('data')}")
+    val = prov.get("metrics", {}).get("val", {})
+    if val:
+        click.echo(f"  validation accuracy {val.get('accuracy')}, mIoU {val.get('miou')}, kappa {val.get('kappa')}")
+    paper = prov.get("metrics", {}).get("paper")
+    if paper:
+        click.echo(f"  paper F1   {paper.get('f1')} (accuracy {paper.get('accuracy')}, {paper.get('tiles')} tiles)")
+    history = prov.get("history", [])
+    if history:
+        click.echo(f"  epochs     {len(history)} (use --json for the full history and config)")
 
 
 @command.command("export-onnx")
