@@ -93,8 +93,6 @@ from geoseg.io import (
 )
 from geoseg.progress import Progress, report
 
-log = logging.getLogger(__name__)
-
 DEFAULT_BLOCK = 2048
 DEFAULT_LAYER = "landcover"
 SCHEDULER_TIMEOUT_S = 5
@@ -484,7 +482,6 @@ class _Pieces:
     labels: np.ndarray  # int32 (h, w)
     value: np.ndarray  # int64 (n + 1,)
     size: np.ndarray  # float64 (n + 1,): pixels, or m² where pixel areas differ
-    key: np.ndarray  # int64 (n + 1,): raster-order index of the first pixel
     seam: np.ndarray  # bool (n + 1,): touches an internal block edge
 
 
@@ -513,28 +510,16 @@ def _label_pieces(task: _BlockTask, values: np.ndarray, valid: np.ndarray) -> _P
     codes, classes = _encode(values, valid)
     labels = np.zeros(values.shape, np.int32)
     piece_value = [np.zeros(1, np.int64)]
-    piece_first = [np.zeros(1, np.int64)]
     n = 0
     w = task.window
-    grid_width = task.source.grid.width
     for k, box in enumerate(ndimage.find_objects(codes), start=1):
         if box is None:
             continue
         sub = codes[box] == k
         lab, m = ndimage.label(sub, structure=structure)
-        # ndimage numbers labels in scan order, so label j starts where the running maximum
-        # first reaches j: that is each piece's first pixel in raster order.
-        flat = lab.ravel()
-        starts = np.flatnonzero(np.diff(np.maximum.accumulate(flat))) + 1
-        if flat[0] > 0:
-            starts = np.r_[0, starts]
-        rr, cc = np.divmod(starts, lab.shape[1])
-        rows = rr + box[0].start + w.row_off
-        cols = cc + box[1].start + w.col_off
         view = labels[box]
         view[sub] = lab[sub] + n
         piece_value.append(np.full(m, classes[k - 1], np.int64))
-        piece_first.append(rows.astype(np.int64) * grid_width + cols)
         n += m
     weights = task.area.pixel_weights(w)
     flat_labels = labels.ravel()
@@ -550,7 +535,19 @@ def _label_pieces(task: _BlockTask, values: np.ndarray, valid: np.ndarray) -> _P
         if task.internal[side]:
             seam[edge] = True
     seam[0] = False
-    return _Pieces(labels, np.concatenate(piece_value), size, np.concatenate(piece_first), seam)
+    return _Pieces(labels, np.concatenate(piece_value), size, seam)
+
+
+def _first_pixels(labels: np.ndarray, wanted: np.ndarray, window: Window, grid_width: int) -> np.ndarray:
+    """Raster-order index of the first pixel of each ``wanted`` piece: the left-most pixel
+    of its top row (only the few pieces the client needs, so a loop is fine)."""
+    boxes = ndimage.find_objects(labels)
+    keys = np.empty(len(wanted), np.int64)
+    for i, j in enumerate(wanted.tolist()):
+        rows, cols = boxes[j - 1]
+        col = cols.start + int(np.argmax(labels[rows.start, cols] == j))
+        keys[i] = (window.row_off + rows.start) * grid_width + window.col_off + col
+    return keys
 
 
 def _contacts(
@@ -672,7 +669,7 @@ def _sieve_stats_block(task: _BlockTask) -> _SieveStats:
         labels,
         p.value[labels],
         p.size[labels],
-        p.key[labels],
+        _first_pixels(p.labels, labels, task.window, task.source.grid.width),
         local.pairs,
         edges,
     )
@@ -1167,10 +1164,14 @@ def _task_token(task: _BlockTask) -> tuple[Any, ...]:
 
 
 @contextmanager
-def dask_client(workers: int | None = None, scheduler: str | None = None) -> Iterator[Any]:
+def dask_client(
+    workers: int | None = None, scheduler: str | None = None, start_method: str | None = None
+) -> Iterator[Any]:
     """A Dask client: ``scheduler``'s, or a LocalCluster of ``workers`` one-thread processes.
 
     ``workers=0`` runs everything in this process (no Dask at all) and yields None.
+    ``start_method`` is how local workers start: "fork" by default on Linux (see below);
+    pass "spawn" from a program whose other threads may be inside GDAL at that moment.
     """
     if scheduler:
         from distributed import Client
@@ -1197,9 +1198,9 @@ def dask_client(workers: int | None = None, scheduler: str | None = None) -> Ite
     # Processes, one thread each: GDAL polygonising and shapely hold the GIL for long stretches.
     # On Linux the workers are forked rather than spawned: they inherit the modules this
     # process has imported (rasterio, shapely, scipy, geoseg) and are ready in ~0.2 s instead
-    # of ~1.5 s, which matters for jobs of a few seconds. Nothing in this process holds a
-    # GDAL dataset or a thread pool at that point, which is what makes forking safe here.
-    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    # of ~1.5 s, which matters for jobs of a few seconds. geoseg holds no GDAL dataset and
+    # runs no other thread at that point, which is what makes forking safe here.
+    method = start_method or ("fork" if sys.platform.startswith("linux") else "spawn")
     with dask.config.set({"distributed.worker.multiprocessing-method": method}):
         cluster = LocalCluster(
             n_workers=n,
