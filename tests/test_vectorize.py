@@ -371,6 +371,26 @@ def test_formats_layers_and_class_names(tmp_path: Path) -> None:
     assert polygonize_frame(bare).class_name.isna().all()  # unnamed classes: NULL, not invented
 
 
+def test_existing_geopackage_is_safe(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.tif", fragmented(40, 40, seed=6), nodata=255)
+    gpkg = tmp_path / "out.gpkg"
+    vectorize(path, gpkg, layer="first", workers=0)
+    vectorize(path, gpkg, layer="second", workers=0, min_area_ha=0.05)
+    before = gpkg.read_bytes()
+    table = tmp_path / "few.csv"
+    table.write_text("id,name\n1,forest\n")
+    with pytest.raises(ValueError, match=r"few\.csv: does not match"):
+        vectorize(path, gpkg, layer="third", workers=0, classes=table)
+    assert gpkg.read_bytes() == before  # a failed run leaves the file as it was
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.tif", "few.csv", "out.gpkg"]
+    vectorize(path, gpkg, layer="second", workers=0)  # replaces that layer only
+    assert [tuple(x) for x in pyogrio.list_layers(gpkg)] == [("first", "Polygon"), ("second", "Polygon")]
+    assert (
+        pyogrio.read_info(gpkg, layer="second")["features"]
+        == pyogrio.read_info(gpkg, layer="first")["features"]
+    )
+
+
 # --------------------------------------------------------------------------------------
 # A real Dask cluster
 
