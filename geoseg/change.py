@@ -869,6 +869,7 @@ def detect_change(
     workers: int | None = None,
     scheduler: str | None = None,
     progress: Progress | None = None,
+    tags: dict[str, str] | None = None,
 ) -> ChangeResult:
     """Compare two class maps: transition matrix, change raster, change polygons.
 
@@ -925,6 +926,7 @@ def detect_change(
                 ),
                 "GEOSEG_BEFORE": str(before),
                 "GEOSEG_AFTER": str(after),
+                **(tags or {}),  # e.g. a workflow's provenance record
             }
             need_cog = raster_path is not None or report_path is not None
             cog: RasterWriter | None = None
@@ -1331,6 +1333,7 @@ def track_loss(
     scheduler: str | None = None,
     report_imagery: Sequence[tuple[str, PathLike, Sequence[int], str]] | None = None,
     progress: Progress | None = None,
+    tags: dict[str, str] | None = None,
 ) -> TrackResult:
     """First year of forest loss over dated class maps (oldest first).
 
@@ -1386,6 +1389,7 @@ def track_loss(
                         "GEOSEG_FOREST_CLASSES": json.dumps(result.forest),
                         "GEOSEG_PERSIST": str(k),
                         "GEOSEG_INPUTS": json.dumps([str(p) for p in maps]),
+                        **(tags or {}),  # e.g. a workflow's provenance record
                     },
                     band_descriptions=["loss_year"],
                     palette=loss_year_palette(years[1:]),

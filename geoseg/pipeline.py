@@ -219,8 +219,12 @@ def predict(
     resume: bool = False,
     bands: Sequence[str | int] | None = None,
     progress: Progress | None = None,
+    tags: dict[str, str] | None = None,
 ) -> PredictResult:
-    """Predict a class COG for one scene or a mosaic of adjacent scenes (see ``geoseg predict``)."""
+    """Predict a class COG for one scene or a mosaic of adjacent scenes (see ``geoseg predict``).
+
+    ``tags`` are added to the COG's metadata (e.g. a workflow's provenance record).
+    """
     from dask.base import tokenize
 
     from geoseg.inference import resolve_backend, resolve_device
@@ -307,6 +311,7 @@ def predict(
         "GEOSEG_MODEL_SHA256": file_sha256(model_path),
         "GEOSEG_INPUTS": json.dumps([str(Path(p)) for p in images]),
         "GEOSEG_PARAMS": json.dumps({"tile_size": opts.tile_size, "overlap": opts.overlap, "backend": be}),
+        **(tags or {}),
     }
     _assemble(store, tiles, grid, out_path, spec, tags, prob_path)
     store.remove()
