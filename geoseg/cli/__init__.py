@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "vectorize": ("geoseg.cli.vectorize", "Turn a class map into polygons (GPKG, FlatGeobuf, GeoJSON)."),
     "change": ("geoseg.cli.change", "Compare two class maps: transition matrix, change raster and polygons."),
     "track": ("geoseg.cli.track", "First year of forest loss over a time series of class maps."),
+    "run": ("geoseg.cli.run", "Run a workflow file (steps skip when their inputs are unchanged)."),
 }
 
 

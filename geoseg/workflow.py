@@ -1,0 +1,1551 @@
+"""Workflows: a YAML list of named steps, validated whole before any work, rerun incrementally.
+
+A workflow file (``geoseg run FILE``) names its steps in order. Each step has a ``kind``
+(``synthetic``, ``predict``, ``vectorize``, ``change``, ``track``, ``train``, ``report``)
+and the keys of that kind; inputs are *references*:
+
+- ``STEP`` or ``STEP.OUTPUT``: an earlier step's output (``STEP@KEY`` picks one date or
+  tile of a multi-map output, e.g. ``landcover@2020``);
+- a catalog entry name (``nc-landsat7``, ``pucallpa-landsat``, ``pucallpa-landsat@1985``,
+  ``demo-synthetic``), resolved through ``data_catalog.yaml`` and the data root;
+- a path (relative to the current directory).
+
+Loading (:func:`load_workflow`) checks everything that can be checked without doing the
+work: unknown or missing keys (with a "did you mean"), value types, references to steps
+that do not exist (or come later), catalog names, catalog files that are absent (with
+`geoseg data fetch NAME`), models and input files, band counts against the model, output
+names that collide. Nothing is written until all of that passes.
+
+Reruns are incremental. Each step's *fingerprint* is the sha256 of its kind, parameters,
+the content hashes of its input files (and of the earlier steps it reads), and
+``geoseg.__version__``. A step whose fingerprint matches the one recorded in the output
+directory's state file (``.geoseg-run.json``), and whose outputs are still there
+unchanged, is skipped; ``force`` reruns everything.
+
+Input hashes are full sha256 of the file content, cached in the state file under the
+file's (size, mtime in ns): a file is re-read only when either changed. Full hashes
+rather than size + mtime alone, because an identical rewrite (a deterministic upstream
+step rerun, a re-download) must not cascade into reruns, and a same-size edit must not
+be missed; the cache keeps reruns cheap for multi-GB scenes (hashing reads ~1 GB/s, so a
+rerun that skips costs one ``stat`` per input). The one blind spot: content changed with
+both size and mtime forced back to old values (``touch -d``); ``--force`` covers it.
+
+Each step writes into a staging folder in the output directory and its files are renamed
+into place only when it succeeds; vector layers are merged into the workflow's one
+GeoPackage (see :mod:`geoseg.export`), and STAC Items and a Collection describe every
+product (see :mod:`geoseg.stac`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from geoseg import __version__
+from geoseg.errors import CatalogError, ConfigError, GeosegError, MissingFileError, OutputError
+from geoseg.progress import Progress
+
+STATE_FILE = ".geoseg-run.json"
+WORK_DIR = ".geoseg-run"
+STATE_VERSION = 1
+KINDS = ("synthetic", "predict", "vectorize", "change", "track", "train", "report")
+
+PathLike = str | os.PathLike[str]
+
+
+# ======================================================================================
+# Values
+
+
+@dataclass(frozen=True)
+class Item:
+    """One file a step reads or writes.
+
+    ``path`` is the file to read (for a stack of single-band files, where its VRT will
+    be); ``sources`` the files that make it up when they are not just ``path``. ``key``
+    names it inside a multi-file output (a date or a tile), ``date`` its acquisition date.
+    """
+
+    path: Path
+    key: str | None = None
+    date: str | None = None
+    sources: tuple[Path, ...] = ()
+    band_names: tuple[str, ...] | None = None
+    nodata: float | None = None
+    classes: tuple[tuple[int, str], ...] | None = None  # value -> name, for catalog labels
+
+    def files(self) -> tuple[Path, ...]:
+        """The files whose content this item is."""
+        return self.sources or (self.path,)
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A resolved reference: an earlier step's output, a catalog entry or a path."""
+
+    text: str
+    step: str | None = None
+    output: str | None = None
+    entry: str | None = None
+    key: str | None = None  # @KEY selector
+    items: tuple[Item, ...] = ()  # known now for catalog entries and paths
+
+
+@dataclass(frozen=True)
+class Param:
+    """One key of a step kind: its type, default and whether it must be given."""
+
+    type: str  # int, float, bool, str, strs, date, dates, classes, ref, refs, model, mapping, list
+    default: Any = None
+    required: bool = False
+    choices: tuple[Any, ...] = ()
+    minimum: float | None = None
+    keys: Mapping[str, Param] | None = None  # for mapping / list-of-mapping values
+    help: str = ""
+
+
+COMMON = {
+    "name": Param("str", required=True, help="the step's name: how later steps refer to its outputs"),
+    "kind": Param("str", required=True, choices=KINDS),
+    "description": Param("str", ""),
+}
+
+_CLASSIFY = {
+    "method": Param("str", "spectral", choices=("spectral",)),
+    "ndvi_min": Param("float", 0.70),
+    "nbr_min": Param("float", 0.28),
+    "water_ndvi_max": Param("float", 0.10),
+    "water_nbr_min": Param("float", 0.0),
+}
+_ACCURACY = {
+    "name": Param("str", required=True),
+    "map": Param("ref", required=True),
+    "truth": Param("ref", required=True),
+}
+_LOSS_ACCURACY = {
+    "name": Param("str", required=True),
+    "before": Param("ref", required=True),
+    "after": Param("ref", required=True),
+    "truth_before": Param("ref", required=True),
+    "truth_after": Param("ref", required=True),
+    "forest": Param("classes", ["forest"]),
+}
+_EVALUATE = {
+    "model": Param("model", required=True),
+    "dataset": Param("str", required=True),
+    "split": Param("str", "validation"),
+}
+
+SPECS: dict[str, dict[str, Param]] = {
+    "synthetic": {
+        "size": Param("int", 2048, minimum=64),
+        "seed": Param("int", 3),
+        "bands": Param("int", 4, choices=(4, 6)),
+        "after_change": Param("bool", False, help="the region after its clearings and regrowth"),
+        "date": Param("date", None, help="nominal acquisition date (YYYY[-MM[-DD]])"),
+        "pixel_size": Param("float", 10.0, minimum=0.01),
+    },
+    "predict": {
+        "images": Param("refs", required=True),
+        "model": Param("model", required=True),
+        "split": Param("str", "validation", help="the split of a label set to map"),
+        "dates": Param("dates", None, help="the dates of a time series to map [default: all]"),
+        "bands": Param("strs", None),
+        "tile_size": Param("int", 512, minimum=16),
+        "overlap": Param("int", 64, minimum=0),
+        "batch_size": Param("int", 4, minimum=1),
+        "device": Param("str", "auto"),
+        "backend": Param("str", "auto", choices=("auto", "torch", "onnx")),
+        "threads": Param("int", 1, minimum=1),
+    },
+    "vectorize": {
+        "map": Param("ref", required=True),
+        "layer": Param("str", None, help="layer name in the GeoPackage [default: the step name]"),
+        "min_area_ha": Param("float", None, minimum=0),
+        "simplify_m": Param("float", None, minimum=0),
+        "connectivity": Param("int", 4, choices=(4, 8)),
+        "block_size": Param("int", 2048, minimum=16),
+    },
+    "change": {
+        "before": Param("ref", required=True),
+        "after": Param("ref", required=True),
+        "from": Param("classes", None),
+        "to": Param("classes", None),
+        "min_area_ha": Param("float", 0.0, minimum=0),
+        "landcover": Param("bool", False, help="also the before/after land-cover polygons"),
+        "report": Param("bool", True),
+        "layer_prefix": Param("str", ""),
+        "block_size": Param("int", 1024, minimum=16),
+    },
+    "track": {
+        "maps": Param("refs", required=True),
+        "dates": Param("dates", None),
+        "forest": Param("classes", required=True),
+        "persist": Param("int", None, minimum=1),
+        "min_area_ha": Param("float", 0.0, minimum=0),
+        "classify": Param("mapping", None, keys=_CLASSIFY),
+        "bands": Param("strs", None, help="with classify: the imagery's band names in file order"),
+        "report": Param("bool", True),
+        "layer_prefix": Param("str", ""),
+        "block_size": Param("int", 1024, minimum=16),
+    },
+    "train": {
+        "config": Param("str", None, help="a training YAML (its train: section), instead of inline keys"),
+    },
+    "report": {
+        "title": Param("str", None),
+        "include": Param("strs", None, help="steps to show [default: every earlier step]"),
+        "accuracy": Param("list", [], keys=_ACCURACY),
+        "loss_accuracy": Param("list", [], keys=_LOSS_ACCURACY),
+        "evaluate": Param("mapping", None, keys=_EVALUATE),
+        "max_maps": Param("int", 12, minimum=1),
+    },
+}
+
+TOP_KEYS = {
+    "workflow": Param("str", None),
+    "description": Param("str", ""),
+    "out_dir": Param("str", None),
+    "gpkg": Param("str", None),
+    "dask": Param(
+        "mapping", None, keys={"workers": Param("int", None, minimum=0), "scheduler": Param("str", None)}
+    ),
+    "steps": Param("list", required=True),
+}
+
+#: Output names of each kind; the first is what a bare ``STEP`` reference means.
+OUTPUTS: dict[str, tuple[str, ...]] = {
+    "synthetic": ("image", "truth"),
+    "predict": ("map",),
+    "vectorize": (),
+    "change": ("raster", "report"),
+    "track": ("loss_year", "classified", "report"),
+    "train": ("model",),
+    "report": ("html",),
+}
+#: What each raster output is, for STAC and for checking references.
+OUTPUT_KINDS = {
+    ("synthetic", "image"): "image",
+    ("synthetic", "truth"): "truth",
+    ("predict", "map"): "classmap",
+    ("change", "raster"): "change",
+    ("track", "loss_year"): "loss_year",
+    ("track", "classified"): "classmap",
+    ("train", "model"): "model",
+    ("change", "report"): "folder",
+    ("track", "report"): "folder",
+    ("report", "html"): "folder",
+}
+CHANGE_LAYERS = ("change", "transitions", "transition_matrix", "class_change")
+TRACK_LAYERS = ("forest_loss", "regrowth", "loss_by_period", "forest_by_date")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One validated step: its parameters (defaults filled in) and resolved references."""
+
+    name: str
+    kind: str
+    params: dict[str, Any]
+    refs: dict[str, tuple[Ref, ...]]  # "images", "model", "accuracy.0.map", ...
+    outputs: dict[str, tuple[Item, ...]]  # planned, final paths
+    layers: dict[str, str]  # scratch layer name -> layer name in the workflow GeoPackage
+    train_config: Any = None  # TrainConfig for train steps
+
+    def output(self, name: str | None = None) -> tuple[Item, ...]:
+        """The items of output ``name`` (default: the kind's main output)."""
+        names = OUTPUTS[self.kind]
+        return self.outputs.get(name or (names[0] if names else ""), ())
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """A validated workflow, its steps planned against an output directory."""
+
+    path: Path
+    name: str
+    description: str
+    out_dir: Path
+    gpkg: Path
+    steps: tuple[Step, ...]
+    workers: int | None = None
+    scheduler: str | None = None
+    sha256: str = ""
+
+    def step(self, name: str) -> Step:
+        for s in self.steps:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+
+# ======================================================================================
+# Loading and validation
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML that refuses duplicate keys (a silently dropped key is a typo's hiding place)."""
+
+
+def _mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen[key] = loader.construct_object(value_node, deep=True)
+    return seen
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def _suggest(word: str, options: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_keys(data: Mapping[str, Any], spec: Mapping[str, Param], where: str, path: Path) -> None:
+    for key in data:
+        if key not in spec:
+            raise ConfigError(
+                f"{where}: unknown key {key!r}{_suggest(str(key), list(spec))}; known keys: {', '.join(spec)}",
+                path,
+            )
+    for key, p in spec.items():
+        if p.required and data.get(key) is None:
+            raise ConfigError(f"{where}: missing key {key!r}{' (' + p.help + ')' if p.help else ''}", path)
+
+
+def _value(value: Any, p: Param, where: str, key: str, path: Path) -> Any:
+    """Check and normalise one value (references stay text here)."""
+    if value is None:
+        return p.default if not isinstance(p.default, list) else list(p.default)
+
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(f"{where}: {key} must be {expected}, got {value!r}", path)
+
+    t = p.type
+    if t == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("a whole number")
+    elif t == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad("a number")
+        value = float(value)
+    elif t == "bool":
+        if not isinstance(value, bool):
+            raise bad("true or false")
+    elif t == "str":
+        if not isinstance(value, str):
+            raise bad("a string")
+    elif t in ("ref", "model"):
+        if not isinstance(value, str) or not value.strip():
+            raise bad("a non-empty string")
+    elif t in ("strs", "refs", "classes", "dates"):
+        items = value if isinstance(value, list) else [value]
+        if t in ("classes", "dates"):
+            if not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in items):
+                raise bad("a name/number or a list of them")
+            items = [str(v) for v in items]
+        elif not all(isinstance(v, str) and v.strip() for v in items):
+            raise bad("a string or a list of strings")
+        if t == "dates":
+            from geoseg.change import parse_date
+
+            for v in items:
+                parse_date(v)
+        value = items
+    elif t == "date":
+        from geoseg.change import parse_date
+
+        value = str(value)
+        parse_date(value)
+    elif t == "mapping":
+        if not isinstance(value, dict):
+            raise bad("a mapping of keys")
+        assert p.keys is not None
+        _check_keys(value, p.keys, f"{where}: {key}", path)
+        value = {k: _value(value.get(k), sp, where, f"{key}.{k}", path) for k, sp in p.keys.items()}
+    elif t == "list":
+        if not isinstance(value, list):
+            raise bad("a list")
+        if p.keys is not None:
+            out = []
+            for i, entry in enumerate(value):
+                if not isinstance(entry, dict):
+                    raise ConfigError(f"{where}: {key}[{i}] must be a mapping, got {entry!r}", path)
+                _check_keys(entry, p.keys, f"{where}: {key}[{i}]", path)
+                out.append(
+                    {k: _value(entry.get(k), sp, where, f"{key}[{i}].{k}", path) for k, sp in p.keys.items()}
+                )
+            value = out
+    if p.choices and value not in p.choices:
+        raise ConfigError(
+            f"{where}: {key} must be one of {', '.join(map(str, p.choices))}, got {value!r}", path
+        )
+    if p.minimum is not None and isinstance(value, (int, float)) and value < p.minimum:
+        raise ConfigError(f"{where}: {key} must be at least {p.minimum:g}, got {value!r}", path)
+    return value
+
+
+def read_workflow_file(path: PathLike) -> dict[str, Any]:
+    """The workflow file as a mapping (strict YAML); a bare ``train:`` file becomes one step."""
+    p = Path(path)
+    if not p.is_file():
+        raise MissingFileError("no such workflow file", p)
+    try:
+        doc = yaml.load(p.read_text(encoding="utf-8"), Loader=_Loader)
+    except UnicodeDecodeError:
+        raise ConfigError("not a UTF-8 text file", p) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"not valid YAML{where}: {problem}", p) from None
+    if not isinstance(doc, dict):
+        raise ConfigError("a workflow file is a mapping with a `steps:` list (or a `train:` section)", p)
+    if "steps" not in doc and "train" in doc:
+        extra = sorted(set(doc) - {"train", "workflow", "description", "out_dir"})
+        if extra:
+            raise ConfigError(f"unknown top-level key {extra[0]!r} beside `train:`", p)
+        return {
+            "workflow": doc.get("workflow") or p.stem,
+            "description": doc.get("description", ""),
+            "out_dir": doc.get("out_dir"),
+            "steps": [{"name": "train", "kind": "train", **(doc["train"] or {})}],
+        }
+    if "steps" not in doc and "track" in doc:
+        raise ConfigError(
+            "is a `geoseg track` parameter file, not a workflow; run workflows/track_deforestation.yaml "
+            "(the same job as workflow steps) or the `geoseg track` command line in its comments",
+            p,
+        )
+    return doc
+
+
+def load_workflow(path: PathLike, out_dir: PathLike | None = None) -> Workflow:
+    """Read, validate and plan a workflow file; raises ``GeosegError`` (nothing is written).
+
+    ``out_dir`` overrides the file's ``out_dir`` (default ``out/<workflow name>``).
+    """
+    p = Path(path)
+    doc = read_workflow_file(p)
+    _check_keys(doc, TOP_KEYS, "workflow", p)
+    top = {k: _value(doc.get(k), sp, "workflow", k, p) for k, sp in TOP_KEYS.items() if k != "steps"}
+    name = top["workflow"] or p.stem
+    if not isinstance(doc["steps"], list) or not doc["steps"]:
+        raise ConfigError("steps must be a non-empty list of steps", p)
+    out = Path(out_dir) if out_dir is not None else Path(top["out_dir"] or Path("out") / name)
+    out = out.absolute()
+    gpkg = out / (top["gpkg"] or f"{_slug(name)}.gpkg")
+    if gpkg.suffix.lower() != ".gpkg" or gpkg.parent != out:
+        raise ConfigError(f"gpkg must be a file name ending in .gpkg, got {top['gpkg']!r}", p)
+    planner = _Planner(p, out, gpkg)
+    steps = tuple(planner.add(raw, i) for i, raw in enumerate(doc["steps"]))
+    planner.check_collisions()
+    dask = top["dask"] or {}
+    return Workflow(
+        p.absolute(), name, top["description"] or "", out, gpkg, steps,
+        dask.get("workers"), dask.get("scheduler"), hashlib.sha256(p.read_bytes()).hexdigest(),
+    )  # fmt: skip
+
+
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text).strip("_") or "workflow"
+
+
+class _Planner:
+    """Validates steps in order, resolving references against the steps before them."""
+
+    def __init__(self, path: Path, out: Path, gpkg: Path) -> None:
+        self.path = path
+        self.out = out
+        self.gpkg = gpkg
+        self.steps: dict[str, Step] = {}
+        self.all_names: list[str] = []
+        self._catalog: Any = None
+        self._params: dict[str, Any] = {}
+        self.files: dict[Path, str] = {}  # planned output path -> step
+        self.layer_names: dict[str, str] = {}  # layer -> step
+
+    @property
+    def catalog(self) -> Any:
+        if self._catalog is None:
+            from geoseg.catalog import load_catalog
+
+            self._catalog = load_catalog()
+        return self._catalog
+
+    # ---------------------------------------------------------------- steps
+
+    def add(self, raw: Any, index: int) -> Step:
+        if not isinstance(raw, dict):
+            raise ConfigError(f"steps[{index}] must be a mapping with name and kind, got {raw!r}", self.path)
+        kind = raw.get("kind")
+        name = raw.get("name")
+        where = f"step {name!r}" if isinstance(name, str) else f"steps[{index}]"
+        if kind not in SPECS:
+            raise ConfigError(
+                f"{where}: kind must be one of {', '.join(KINDS)}, got {kind!r}{_suggest(str(kind), KINDS)}",
+                self.path,
+            )
+        where = f"{where} ({kind})"
+        if kind == "train":
+            return self._train(raw, where)
+        spec = {**COMMON, **SPECS[kind]}
+        _check_keys(raw, spec, where, self.path)
+        params = {k: _value(raw.get(k), sp, where, k, self.path) for k, sp in spec.items()}
+        name = params.pop("name")
+        params.pop("kind")
+        self._check_name(name, where)
+        self._params = params
+        refs = self._refs(kind, params, where)
+        step = Step(name, kind, params, refs, {}, {})
+        step = getattr(self, f"_plan_{kind}")(step, where)
+        self._claim(step, where)
+        self.steps[name] = step
+        return step
+
+    def _check_name(self, name: str, where: str) -> None:
+        if not name.replace("-", "_").isidentifier():
+            raise ConfigError(
+                f"{where}: name must be letters, digits, - and _ (it names files and layers), got {name!r}",
+                self.path,
+            )
+        if name in self.steps:
+            raise ConfigError(
+                f"{where}: a step called {name!r} already exists; names must be unique", self.path
+            )
+
+    def _train(self, raw: dict[str, Any], where: str) -> Step:
+        from geoseg.train import TrainConfig, load_config
+
+        name = raw.get("name")
+        if not isinstance(name, str):
+            raise ConfigError(f"{where}: missing key 'name'", self.path)
+        self._check_name(name, where)
+        body = {k: v for k, v in raw.items() if k not in ("name", "kind", "description")}
+        if "config" in body:
+            extra = sorted(set(body) - {"config"})
+            if extra:
+                raise ConfigError(
+                    f"{where}: give either config or inline train keys, not both ({extra[0]})", self.path
+                )
+            cfg = load_config(body["config"])
+        else:
+            cfg = TrainConfig.from_dict(body, f"{self.path}: {where}")
+        if cfg.dataset is not None:
+            from geoseg.catalog import LabelSetEntry
+
+            entry = self._entry(cfg.dataset, where, "dataset")
+            if not isinstance(entry, LabelSetEntry):
+                raise ConfigError(
+                    f"{where}: dataset {cfg.dataset!r} is a {entry.kind}, not a labelset", self.path
+                )
+            entry.require()
+        model = Path(cfg.out).absolute()
+        step = Step(name, "train", {"config": _jsonable(cfg.__dict__)}, {}, {"model": (Item(model),)}, {},
+                    train_config=cfg)  # fmt: skip
+        self._claim(step, where)
+        self.steps[name] = step
+        return step
+
+    # ---------------------------------------------------------------- references
+
+    def _refs(self, kind: str, params: dict[str, Any], where: str) -> dict[str, tuple[Ref, ...]]:
+        spec = SPECS[kind]
+        refs: dict[str, tuple[Ref, ...]] = {}
+        for key, p in spec.items():
+            v = params.get(key)
+            if v is None:
+                continue
+            if p.type in ("ref", "refs"):
+                texts = v if isinstance(v, list) else [v]
+                refs[key] = tuple(self.resolve(t, where, key) for t in texts)
+            elif p.type == "model":
+                refs[key] = (self.resolve_model(v, where, key),)
+            elif p.keys is not None and p.type in ("list", "mapping"):
+                entries = v if isinstance(v, list) else [v]
+                for i, entry in enumerate(entries):
+                    for k, sp in p.keys.items():
+                        label = f"{key}[{i}].{k}" if p.type == "list" else f"{key}.{k}"
+                        if sp.type == "ref":
+                            refs[label] = (self.resolve(entry[k], where, label),)
+                        elif sp.type == "model":
+                            refs[label] = (self.resolve_model(entry[k], where, label),)
+        return refs
+
+    def resolve(self, text: str, where: str, key: str) -> Ref:
+        """A reference to an earlier step's output, a catalog entry or an existing file."""
+        base, _, sel = text.partition("@")
+        head, dot, output = base.partition(".")
+        if head in self.steps and (not dot or output in OUTPUTS[self.steps[head].kind]):
+            step = self.steps[head]
+            out_name = output or (OUTPUTS[step.kind][0] if OUTPUTS[step.kind] else "")
+            if not out_name:
+                raise ConfigError(
+                    f"{where}: {key}: step {head!r} ({step.kind}) writes only GeoPackage layers; "
+                    "refer to the class map it was made from",
+                    self.path,
+                )
+            items = step.outputs.get(out_name, ())
+            if not items:
+                raise ConfigError(f"{where}: {key}: step {head!r} has no {out_name} output here", self.path)
+            return Ref(
+                text,
+                step=head,
+                output=out_name,
+                key=sel or None,
+                items=self._select(items, sel, text, where, key),
+            )
+        if head in self.steps and dot:
+            raise ConfigError(
+                f"{where}: {key}: step {head!r} has no output {output!r} (outputs: "
+                f"{', '.join(OUTPUTS[self.steps[head].kind]) or 'none'}); for a file, write ./{text}",
+                self.path,
+            )
+        from geoseg.catalog import Catalog
+
+        catalog: Catalog = self.catalog
+        if base in catalog:
+            entry = catalog.get(base)
+            return Ref(
+                text,
+                entry=base,
+                key=sel or None,
+                items=self._select(self._entry_items(entry, where, key), sel, text, where, key),
+            )
+        if "/" in text or Path(text).suffix or Path(text).exists():
+            p = Path(text)
+            if not p.exists():
+                raise MissingFileError(f"no such file ({where}: {key}); check the path", p)
+            return Ref(text, items=(Item(p.absolute()),))
+        known = list(self.steps) + catalog.names()
+        raise ConfigError(
+            f"{where}: {key}: {text!r} is not an earlier step, a catalog entry or a file{_suggest(base, known)}; "
+            f"earlier steps: {', '.join(self.steps) or 'none'}; catalog entries: {', '.join(catalog.names())}",
+            self.path,
+        )
+
+    def _select(self, items: tuple[Item, ...], sel: str, text: str, where: str, key: str) -> tuple[Item, ...]:
+        if not sel:
+            return items
+        picked = tuple(i for i in items if sel in (i.key, i.date))
+        if not picked:
+            keys = ", ".join(str(i.key or i.date) for i in items)
+            raise ConfigError(
+                f"{where}: {key}: {text!r}: no {sel!r} in it (has: {keys or 'one unnamed file'})", self.path
+            )
+        return picked
+
+    def _entry(self, name: str, where: str, key: str) -> Any:
+        if name not in self.catalog:
+            raise CatalogError(
+                f"{where}: {key}: no catalog entry {name!r}{_suggest(name, self.catalog.names())}; "
+                f"known entries: {', '.join(self.catalog.names())}",
+                self.catalog.path,
+            )
+        return self.catalog.get(name)
+
+    def _entry_items(self, entry: Any, where: str, key: str) -> tuple[Item, ...]:
+        from geoseg.catalog import LabelSetEntry, ModelEntry, SceneEntry, TimeSeriesEntry
+
+        if isinstance(entry, ModelEntry):
+            raise ConfigError(f"{where}: {key}: {entry.name!r} is a model; give it as model:", self.path)
+        entry.require()  # every file on disk, else: run `geoseg data fetch NAME`
+        bands = tuple(entry.bands) if getattr(entry, "bands", None) else None
+        if isinstance(entry, SceneEntry):
+            paths = tuple(entry.raster_paths())
+            stacked = len(paths) > 1 or entry.nodata is not None
+            path = self.out / WORK_DIR / "inputs" / f"{entry.name}.vrt" if stacked else paths[0]
+            return (Item(path, sources=paths if stacked else (), band_names=bands, nodata=entry.nodata),)
+        if isinstance(entry, TimeSeriesEntry):
+            return tuple(
+                Item(p, key=d, date=d, band_names=bands, nodata=entry.nodata) for d, p in entry.dated_paths()
+            )
+        if isinstance(entry, LabelSetEntry):
+            classes = tuple((c.value, c.name) for c in entry.classes)
+            if key == "images" or key.endswith(".images"):
+                split = str(self._params.get("split") or "validation")
+                if not entry.splits:
+                    scene = self.catalog.get(entry.image)
+                    return self._entry_items(scene, where, key)
+                if split not in entry.split_names:
+                    raise ConfigError(
+                        f"{where}: split: label set {entry.name!r} has no split {split!r} "
+                        f"(splits: {', '.join(entry.split_names)})",
+                        self.path,
+                    )
+                return tuple(Item(p, key=_tile_key(p), band_names=bands) for p in entry.images(split))
+            if entry.label_raster is None:
+                raise ConfigError(
+                    f"{where}: {key}: label set {entry.name!r} has no label raster to compare with "
+                    "(tile label sets are scored with report: evaluate:)",
+                    self.path,
+                )
+            return (Item(entry.label_raster_path(), classes=classes),)
+        raise ConfigError(
+            f"{where}: {key}: cannot use catalog entry {entry.name!r} ({entry.kind}) here", self.path
+        )
+
+    def resolve_model(self, text: str, where: str, key: str) -> Ref:
+        """A model: a train step's output, a catalog model name or a checkpoint path."""
+        if text in self.steps:
+            step = self.steps[text]
+            if step.kind != "train":
+                raise ConfigError(
+                    f"{where}: {key}: step {text!r} is a {step.kind} step, not a train step", self.path
+                )
+            return Ref(text, step=text, output="model", items=step.outputs["model"])
+        from geoseg.catalog import ModelEntry
+
+        if text in self.catalog:
+            entry = self.catalog.get(text)
+            if not isinstance(entry, ModelEntry):
+                raise ConfigError(
+                    f"{where}: {key}: catalog entry {text!r} is a {entry.kind}, not a model", self.path
+                )
+            path = entry.checkpoint_path()
+            if not path.is_file():
+                raise MissingFileError(
+                    f"model file of catalog entry {text!r} is missing ({where}); it is not shipped yet or "
+                    f"not fetched: run `geoseg data fetch {text}`, or train it",
+                    path,
+                )
+            return Ref(text, entry=text, items=(Item(path),))
+        p = Path(text)
+        if p.suffix or "/" in text:
+            if not p.is_file():
+                raise MissingFileError(f"no such model file ({where}: {key})", p)
+            return Ref(text, items=(Item(p.absolute()),))
+        models = [e.name for e in self.catalog if isinstance(e, ModelEntry)]
+        raise CatalogError(
+            f"{where}: {key}: no model {text!r} in the catalog{_suggest(text, models)}; "
+            f"catalog models: {', '.join(models) or 'none'}; or give a checkpoint path",
+            self.catalog.path,
+        )
+
+    # ---------------------------------------------------------------- plans
+
+    def _one_raster(self, step: Step, key: str, where: str) -> tuple[Item, ...]:
+        items = tuple(i for r in step.refs[key] for i in r.items)
+        if len(items) != 1:
+            raise ConfigError(
+                f"{where}: {key} must be one raster but {step.params[key]!r} is {len(items)}; pick one with @KEY",
+                self.path,
+            )
+        return items
+
+    def _plan_synthetic(self, step: Step, where: str) -> Step:
+        d = step.params.get("date")
+        return _with(step, outputs={
+            "image": (Item(self.out / f"{step.name}.tif", date=d),),
+            "truth": (Item(self.out / f"{step.name}_truth.tif", date=d),),
+        })  # fmt: skip
+
+    def _plan_predict(self, step: Step, where: str) -> Step:
+        refs = step.refs["images"]
+        for r in refs:
+            if r.step is not None and OUTPUT_KINDS.get((self.steps[r.step].kind, r.output or "")) not in (
+                "image",
+                None,
+            ):
+                raise ConfigError(f"{where}: images: {r.text!r} is not imagery", self.path)
+        groups = [r.items for r in refs]
+        if len(groups) == 1 and len(groups[0]) > 1:
+            items = groups[0]
+            if step.params["dates"]:
+                wanted = set(step.params["dates"])
+                items = tuple(i for i in items if i.key in wanted)
+                missing = wanted - {i.key for i in items}
+                if missing:
+                    raise ConfigError(
+                        f"{where}: dates: {sorted(missing)[0]} is not in {refs[0].text}", self.path
+                    )
+            outs = tuple(Item(self.out / step.name / f"{i.key}.tif", key=i.key, date=i.date) for i in items)
+            inputs: list[tuple[Item, ...]] = [(i,) for i in items]
+            step = _with(step, refs={**step.refs, "images": (_with(refs[0], items=items),)})
+        else:
+            if any(len(g) != 1 for g in groups):
+                raise ConfigError(
+                    f"{where}: images: give one time series or label set, or scenes to mosaic, not both",
+                    self.path,
+                )
+            first = groups[0][0]
+            outs = (Item(self.out / f"{step.name}.tif", date=first.date),)
+            inputs = [tuple(g[0] for g in groups)]
+        model = step.refs["model"][0].items[0].path
+        if step.refs["model"][0].step is None and all(r.step is None for r in refs):
+            self._check_bands(model, inputs[0], step, where)  # both known now
+        return _with(step, outputs={"map": outs})
+
+    def _check_bands(self, model: Path, images: tuple[Item, ...], step: Step, where: str) -> None:
+        """The model's band count against the first input's, before any work."""
+        from geoseg.io import open_raster
+        from geoseg.model import read_spec
+
+        spec = read_spec(model)
+        first = images[0]
+        if step.params["bands"]:
+            count = len(step.params["bands"])
+        elif first.sources:
+            count = len(first.sources)
+        else:
+            count = open_raster(first.path, require_crs=False).count
+            if count != len(spec.bands):
+                names = {n.lower() for n in open_raster(first.path, require_crs=False).band_names}
+                if all(b.lower() in names for b in spec.bands):
+                    count = len(spec.bands)
+        if count != len(spec.bands):
+            raise ConfigError(
+                f"{where}: model {model.name} expects {len(spec.bands)} bands ({', '.join(spec.bands)}) but "
+                f"{first.path.name} has {count}; choose bands with bands: [...]",
+                self.path,
+            )
+
+    def _plan_vectorize(self, step: Step, where: str) -> Step:
+        self._one_raster(step, "map", where)
+        layer = step.params["layer"] or step.name
+        return _with(step, layers={layer: layer})
+
+    def _plan_change(self, step: Step, where: str) -> Step:
+        self._one_raster(step, "before", where)
+        self._one_raster(step, "after", where)
+        prefix = step.params["layer_prefix"]
+        names = list(CHANGE_LAYERS) + (
+            ["landcover_before", "landcover_after"] if step.params["landcover"] else []
+        )
+        outs: dict[str, tuple[Item, ...]] = {"raster": (Item(self.out / f"{step.name}.tif"),)}
+        if step.params["report"]:
+            outs["report"] = (Item(self.out / f"{step.name}_report"),)
+        return _with(step, outputs=outs, layers={n: prefix + n for n in names})
+
+    def _plan_track(self, step: Step, where: str) -> Step:
+        items = tuple(i for r in step.refs["maps"] for i in r.items)
+        dates = step.params["dates"] or [i.date for i in items]
+        if any(d is None for d in dates):
+            raise ConfigError(
+                f"{where}: the maps carry no dates; give dates: [one per map, oldest first]", self.path
+            )
+        from geoseg.change import check_dates, check_persist
+
+        try:
+            check_dates([str(d) for d in dates], len(items))
+            check_persist(step.params["persist"], len(items))
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}", self.path) from None
+        params = dict(step.params)
+        params["_dates"] = [str(d) for d in dates]
+        prefix = step.params["layer_prefix"]
+        outs: dict[str, tuple[Item, ...]] = {"loss_year": (Item(self.out / f"{step.name}_loss_year.tif"),)}
+        if step.params["classify"] is not None:
+            outs["classified"] = tuple(
+                Item(self.out / f"{step.name}_classified" / f"{d}.tif", key=str(d), date=str(d))
+                for d in dates
+            )
+            from geoseg.spectral import NEEDED
+
+            names = step.params["bands"] or (list(items[0].band_names) if items[0].band_names else None)
+            if names is None or not all(n in names for n in NEEDED):
+                raise ConfigError(
+                    f"{where}: classify needs the bands {', '.join(NEEDED)} by name; give bands: [...] "
+                    "(the imagery's band names in file order)",
+                    self.path,
+                )
+            params["_bands"] = list(names)
+        if step.params["report"]:
+            outs["report"] = (Item(self.out / f"{step.name}_report"),)
+        return _with(step, outputs=outs, params=params, layers={n: prefix + n for n in TRACK_LAYERS})
+
+    def _plan_report(self, step: Step, where: str) -> Step:
+        include = step.params["include"]
+        if include is None:
+            include = [s for s, st in self.steps.items() if st.kind not in ("train", "report")]
+        for s in include:
+            if s not in self.steps:
+                raise ConfigError(
+                    f"{where}: include: no earlier step {s!r}{_suggest(s, list(self.steps))}", self.path
+                )
+        ev = step.params["evaluate"]
+        if ev is not None:
+            from geoseg.catalog import LabelSetEntry
+
+            entry = self._entry(ev["dataset"], where, "evaluate.dataset")
+            if not isinstance(entry, LabelSetEntry):
+                raise ConfigError(
+                    f"{where}: evaluate.dataset {ev['dataset']!r} is not a label set", self.path
+                )
+            entry.require()
+        for k, r in step.refs.items():
+            if k.startswith(("accuracy", "loss_accuracy")) and len(r[0].items) != 1:
+                raise ConfigError(
+                    f"{where}: {k}: {r[0].text!r} must be one raster; pick one with @KEY", self.path
+                )
+        params = dict(step.params)
+        params["include"] = list(include)
+        return _with(step, outputs={"html": (Item(self.out / step.name),)}, params=params)
+
+    # ---------------------------------------------------------------- collisions
+
+    def _claim(self, step: Step, where: str) -> None:
+        for items in step.outputs.values():
+            for i in items:
+                top = i.path if i.path.parent == self.out else i.path.parent
+                owner = self.files.get(top)
+                if owner is not None and owner != step.name:
+                    raise ConfigError(
+                        f"{where}: writes {top.name}, which step {owner!r} writes too; rename a step",
+                        self.path,
+                    )
+                self.files[top] = step.name
+        for layer in step.layers.values():
+            if layer in self.layer_names:
+                raise ConfigError(
+                    f"{where}: layer {layer!r} is written by step {self.layer_names[layer]!r} too; "
+                    "give one a layer or layer_prefix",
+                    self.path,
+                )
+            self.layer_names[layer] = step.name
+
+    def check_collisions(self) -> None:
+        for path, owner in self.files.items():
+            if path == self.gpkg:
+                raise ConfigError(f"step {owner!r} writes {path.name}, the workflow's GeoPackage", self.path)
+
+
+_T = TypeVar("_T", Step, Ref)
+
+
+def _with(obj: _T, **changes: Any) -> _T:
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
+
+
+def _tile_key(path: Path) -> str:
+    name = path.name
+    for suffix in (".tiff", ".tif"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+    return _slug(name)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+# ======================================================================================
+# The output directory and its state
+
+
+def check_out_dir(out: Path) -> None:
+    """Fail before any work when ``out`` cannot be the output directory.
+
+    Root passes every permission check, so the test is real: a temporary file is created
+    (and removed) in the directory, or in its nearest existing ancestor.
+    """
+    if out.exists() and not out.is_dir():
+        raise OutputError("exists and is not a folder; give another --out-dir", out)
+    probe = out
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OutputError(f"cannot be created: {probe} is a file, not a folder", out)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".geoseg-probe-", dir=probe)
+    except OSError as exc:
+        raise OutputError(f"cannot be written: no write access to {probe} ({exc.strerror})", out) from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
+@dataclass
+class StepRecord:
+    """What the state file remembers of a finished step."""
+
+    kind: str
+    fingerprint: str
+    finished: str
+    seconds: float
+    outputs: dict[str, list[dict[str, Any]]]  # output -> [{path (relative), key, date, sha256}]
+    files: dict[str, dict[str, Any]]  # relative path -> {size, mtime_ns, sha256}
+    layers: dict[str, int]
+    provenance: dict[str, Any]
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> StepRecord:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+@dataclass
+class State:
+    """``.geoseg-run.json``: step records and the content-hash cache."""
+
+    path: Path
+    steps: dict[str, StepRecord] = field(default_factory=dict)
+    hashes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    workflow: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> State:
+        if not path.exists():
+            return cls(path)
+        try:
+            d = json.loads(path.read_text())
+            if d.get("version") != STATE_VERSION:
+                return cls(path)
+            return cls(
+                path,
+                {k: StepRecord.from_json(v) for k, v in d.get("steps", {}).items()},
+                dict(d.get("hashes", {})),
+                dict(d.get("workflow", {})),
+            )
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return cls(path)  # unreadable state: everything reruns, nothing is lost
+
+    def save(self) -> None:
+        data = {
+            "version": STATE_VERSION,
+            "geoseg": __version__,
+            "workflow": self.workflow,
+            "steps": {k: v.to_json() for k, v in self.steps.items()},
+            "hashes": self.hashes,
+        }
+        tmp = self.path.with_name(f".{self.path.name}.partial")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        os.replace(tmp, self.path)
+
+
+class HashCache:
+    """sha256 of files, recomputed only when a file's size or mtime changed."""
+
+    def __init__(self, entries: dict[str, dict[str, Any]]) -> None:
+        self.entries = entries
+
+    def sha256(self, path: Path) -> str:
+        from geoseg.model import file_sha256
+
+        if path.is_dir():
+            h = hashlib.sha256()
+            for f in sorted(p for p in path.rglob("*") if p.is_file()):
+                h.update(f.relative_to(path).as_posix().encode() + b"\0" + self.sha256(f).encode())
+            return h.hexdigest()
+        st = path.stat()
+        key = str(path.absolute())
+        e = self.entries.get(key)
+        if e and e.get("size") == st.st_size and e.get("mtime_ns") == st.st_mtime_ns:
+            return str(e["sha256"])
+        digest = file_sha256(path)
+        self.entries[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
+        return digest
+
+    def prune(self, keep: set[str]) -> None:
+        for k in list(self.entries):
+            if k not in keep:
+                del self.entries[k]
+
+
+@contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """One run per output directory at a time (an flock, released even if the run is killed)."""
+    lock = out / WORK_DIR / "lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise OutputError("another `geoseg run` is using this output folder; wait for it", out) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+# ======================================================================================
+# Running
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    """What the runner reports to its caller (the CLI prints these)."""
+
+    step: str
+    kind: str
+    status: str  # "start", "ran", "skipped", "would run", "would skip"
+    seconds: float = 0.0
+    reason: str = ""
+    products: tuple[str, ...] = ()
+
+
+@dataclass
+class RunResult:
+    """What a run did and where its products are."""
+
+    workflow: Workflow
+    events: list[StepEvent] = field(default_factory=list)
+    products: dict[str, Path] = field(default_factory=dict)  # label -> path
+    seconds: float = 0.0
+    collection: Path | None = None
+
+    @property
+    def ran(self) -> list[str]:
+        return [e.step for e in self.events if e.status == "ran"]
+
+    @property
+    def skipped(self) -> list[str]:
+        return [e.step for e in self.events if e.status == "skipped"]
+
+
+@dataclass
+class Context:
+    """Everything a step runner needs; see :mod:`geoseg.steps`."""
+
+    workflow: Workflow
+    step: Step
+    staging: Path
+    inputs: dict[str, list[Item]]
+    hashes: HashCache
+    records: dict[str, StepRecord]
+    workers: int | None
+    scheduler: str | None
+    progress: Progress | None
+    provenance: dict[str, Any]
+
+    def staged(self, final: Path) -> Path:
+        """Where a step writes ``final`` (a path in the output directory) until it succeeds;
+        its folder exists."""
+        staged = self.staging / final.relative_to(self.workflow.out_dir)
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        return staged
+
+
+def _input_items(step: Step) -> dict[str, list[Item]]:
+    return {k: [i for r in refs for i in r.items] for k, refs in step.refs.items()}
+
+
+def _upstream(step: Step) -> list[str]:
+    names = {r.step for refs in step.refs.values() for r in refs if r.step}
+    if step.kind == "report":
+        names |= set(step.params["include"])
+    return sorted(n for n in names if n)
+
+
+def _fingerprint(
+    step: Step, wf: Workflow, hashes: HashCache, records: Mapping[str, StepRecord]
+) -> tuple[str, list[dict[str, str]]]:
+    """The step's fingerprint, and its inputs as (path, sha256) for provenance."""
+    inputs = []
+    for key, items in sorted(_input_items(step).items()):
+        for i in items:
+            for f in i.files():
+                inputs.append({"role": key, "path": str(f), "sha256": hashes.sha256(f)})
+    upstream = {}
+    for name in _upstream(step):
+        rec = records.get(name)
+        upstream[name] = [rec.fingerprint, rec.layers] if rec else None
+    params = {k: v for k, v in step.params.items() if not k.startswith("_")}
+    doc = {
+        "kind": step.kind,
+        "params": params,
+        "inputs": [[d["role"], d["sha256"]] for d in inputs],
+        "upstream": upstream,
+        "layers": step.layers,
+        "geoseg": __version__,
+    }
+    if step.kind == "report":
+        doc["workflow"] = [wf.name, str(wf.gpkg.name)]
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest(), inputs
+
+
+def _intact(rec: StepRecord, wf: Workflow) -> str:
+    """'' when every recorded output is still there as written, else what is not."""
+    for rel, meta in rec.files.items():
+        p = wf.out_dir / rel if not os.path.isabs(rel) else Path(rel)
+        try:
+            st = p.stat()
+        except OSError:
+            return f"{rel} is missing"
+        if st.st_size != meta["size"] or st.st_mtime_ns != meta["mtime_ns"]:
+            return f"{rel} was modified"
+    if rec.layers:
+        import pyogrio
+
+        from geoseg.export import list_layers
+
+        present = list_layers(wf.gpkg)
+        for layer, count in rec.layers.items():
+            if layer not in present:
+                return f"layer {layer} is missing from {wf.gpkg.name}"
+            if pyogrio.read_info(str(wf.gpkg), layer=layer)["features"] != count:
+                return f"layer {layer} of {wf.gpkg.name} was modified"
+    return ""
+
+
+def run_workflow(
+    wf: Workflow,
+    *,
+    force: bool = False,
+    dry_run: bool = False,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    on_event: Callable[[StepEvent], None] | None = None,
+    progress: Callable[[Step], Progress | None] | None = None,
+) -> RunResult:
+    """Run the steps of ``wf`` in order, skipping those whose inputs, parameters and code
+    version are unchanged since the run recorded in the output directory (``force``:
+    run all). ``dry_run`` says what would run and writes nothing. The library never
+    prints: ``on_event`` hears of each step, ``progress(step)`` gives a step its callback.
+    """
+    t0 = time.perf_counter()
+    out = wf.out_dir
+    check_out_dir(out)
+    workers = workers if workers is not None else wf.workers
+    scheduler = scheduler or wf.scheduler
+    result = RunResult(wf)
+
+    def emit(ev: StepEvent) -> None:
+        result.events.append(ev)
+        if on_event is not None:
+            on_event(ev)
+
+    if dry_run:
+        state = State.load(out / STATE_FILE) if out.is_dir() else State(out / STATE_FILE)
+        hashes = HashCache(dict(state.hashes))
+        changed: set[str] = set()
+        for step in wf.steps:
+            rec = state.steps.get(step.name)
+            up = set(_upstream(step)) & changed
+            reason = ""
+            if force:
+                reason = "--force"
+            elif rec is None:
+                reason = "never run here"
+            elif up:
+                reason = f"{sorted(up)[0]} will run first"
+            else:
+                fp, _ = _fingerprint(step, wf, hashes, state.steps)
+                reason = (
+                    "inputs, parameters or version changed" if fp != rec.fingerprint else _intact(rec, wf)
+                )
+            if reason:
+                changed.add(step.name)
+            emit(StepEvent(step.name, step.kind, "would run" if reason else "would skip", reason=reason))
+        result.seconds = time.perf_counter() - t0
+        return result
+
+    out.mkdir(parents=True, exist_ok=True)
+    with _locked(out):
+        state = State.load(out / STATE_FILE)
+        state.workflow = {"name": wf.name, "file": str(wf.path), "sha256": wf.sha256}
+        hashes = HashCache(state.hashes)
+        ran_any = False
+        for step in wf.steps:
+            fp, inputs = _fingerprint(step, wf, hashes, state.steps)
+            rec = state.steps.get(step.name)
+            reason = "" if force else ("never run here" if rec is None else "")
+            if not force and rec is not None:
+                reason = (
+                    "inputs, parameters or version changed" if rec.fingerprint != fp else _intact(rec, wf)
+                )
+            if not force and not reason:
+                assert rec is not None
+                emit(
+                    StepEvent(
+                        step.name, step.kind, "skipped", reason="unchanged", products=_product_list(rec)
+                    )
+                )
+                continue
+            emit(StepEvent(step.name, step.kind, "start", reason=reason or "--force"))
+            s0 = time.perf_counter()
+            old_layers = list(rec.layers) if rec is not None else []
+            rec = _run_step(wf, step, fp, inputs, hashes, state, workers, scheduler,
+                            progress(step) if progress is not None else None, old_layers)  # fmt: skip
+            state.steps[step.name] = rec
+            state.save()  # a later failure keeps this step done
+            ran_any = True
+            emit(
+                StepEvent(step.name, step.kind, "ran", time.perf_counter() - s0, products=_product_list(rec))
+            )
+        ran_any |= _drop_stale(wf, state)
+        collection = out / "stac" / "collection.json"
+        if ran_any or not collection.exists():
+            _write_stac(wf, state)
+        result.collection = collection if collection.exists() else None
+        hashes.prune(_live_paths(wf, state))
+        state.save()
+    result.products = products(wf, state)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _product_list(rec: StepRecord) -> tuple[str, ...]:
+    out = [d["path"] for items in rec.outputs.values() for d in items]
+    return tuple(out) + tuple(f"layer {layer}" for layer in rec.layers)
+
+
+def _live_paths(wf: Workflow, state: State) -> set[str]:
+    keep: set[str] = set()
+    for step in wf.steps:
+        for items in _input_items(step).values():
+            for i in items:
+                keep.update(str(f.absolute()) for f in i.files())
+        for outs in step.outputs.values():
+            keep.update(str(i.path.absolute()) for i in outs)
+        rec = state.steps.get(step.name)
+        if rec is not None:
+            keep.update(str((wf.out_dir / rel).absolute()) for rel in rec.files)
+    return keep
+
+
+def _run_step(
+    wf: Workflow,
+    step: Step,
+    fingerprint: str,
+    inputs: list[dict[str, str]],
+    hashes: HashCache,
+    state: State,
+    workers: int | None,
+    scheduler: str | None,
+    progress: Progress | None,
+    old_layers: list[str],
+) -> StepRecord:
+    """Run one step in its staging folder; move its files into place; merge its layers."""
+    from geoseg import steps as runners
+
+    t0 = time.perf_counter()
+    staging = wf.out_dir / WORK_DIR / "staging" / step.name
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    prov: dict[str, Any] = {
+        "workflow": wf.name,
+        "workflow_file": str(wf.path),
+        "step": step.name,
+        "kind": step.kind,
+        "geoseg_version": __version__,
+        "params": {k: v for k, v in step.params.items() if not k.startswith("_")},
+        "inputs": [{"role": d["role"], "path": d["path"], "sha256": d["sha256"]} for d in inputs],
+    }
+    model_refs = [r for k, refs in step.refs.items() if k == "model" or k.endswith(".model") for r in refs]
+    if model_refs:
+        m = model_refs[0]
+        path = m.items[0].path
+        prov["model"] = {"name": m.entry or path.stem, "path": str(path), "sha256": hashes.sha256(path)}
+    ctx = Context(
+        wf, step, staging, _input_items(step), hashes, state.steps, workers, scheduler, progress, prov
+    )
+    try:
+        outcome = runners.run(ctx)
+        # Every file first (a failed rename leaves the step unrecorded: it reruns next time).
+        for items in step.outputs.values():
+            for i in items:
+                if step.kind == "train":
+                    continue
+                src = ctx.staged(i.path)
+                if not src.exists():
+                    continue
+                i.path.parent.mkdir(parents=True, exist_ok=True)
+                if src.is_dir():
+                    shutil.rmtree(i.path, ignore_errors=True)
+                    os.replace(src, i.path)
+                else:
+                    os.replace(src, i.path)
+        layers: dict[str, int] = {}
+        if outcome.gpkg is not None or old_layers:
+            from geoseg.export import LayerCopy, merge_layers
+
+            copies = [
+                LayerCopy(outcome.gpkg, src, dst, {**prov, "layer": dst}, outcome.styles.get(src))
+                for src, dst in step.layers.items()
+                if outcome.gpkg is not None and src in outcome.layer_counts
+            ]
+            keep = {c.name for c in copies}
+            layers = merge_layers(
+                wf.gpkg, copies, _gpkg_provenance(wf, state, step, keep),
+                remove=[name for name in old_layers if name not in keep],
+            )  # fmt: skip
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    outputs: dict[str, list[dict[str, Any]]] = {}
+    files: dict[str, dict[str, Any]] = {}
+    for name, items in step.outputs.items():
+        recs = []
+        for i in items:
+            if not i.path.exists():
+                continue
+            digest = hashes.sha256(i.path)
+            rel = _rel(i.path, wf.out_dir)
+            recs.append({"path": rel, "key": i.key, "date": i.date, "sha256": digest})
+            targets = [i.path] if i.path.is_file() else sorted(p for p in i.path.rglob("*") if p.is_file())
+            for f in targets:
+                st = f.stat()
+                files[_rel(f, wf.out_dir)] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        if recs:
+            outputs[name] = recs
+    return StepRecord(
+        step.kind, fingerprint, datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        round(time.perf_counter() - t0, 2), outputs, files, layers, prov, outcome.summary,
+    )  # fmt: skip
+
+
+def _rel(path: Path, base: Path) -> str:
+    try:
+        return path.relative_to(base).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _gpkg_provenance(wf: Workflow, state: State, current: Step, current_layers: set[str]) -> dict[str, Any]:
+    layers = {name: rec.layers for name, rec in state.steps.items() if name != current.name and rec.layers}
+    layers[current.name] = {name: 0 for name in sorted(current_layers)}
+    return {
+        "workflow": wf.name,
+        "workflow_file": str(wf.path),
+        "workflow_sha256": wf.sha256,
+        "geoseg_version": __version__,
+        "steps": {name: sorted(v) for name, v in layers.items()},
+    }
+
+
+def _drop_stale(wf: Workflow, state: State) -> bool:
+    """Forget steps no longer in the workflow and drop their layers from the GeoPackage."""
+    names = {s.name for s in wf.steps}
+    stale = [n for n in state.steps if n not in names]
+    layers = [layer for n in stale for layer in state.steps[n].layers]
+    if layers and wf.gpkg.exists():
+        from geoseg.export import merge_layers
+
+        merge_layers(wf.gpkg, [], None, remove=layers)
+    for n in stale:
+        del state.steps[n]
+    return bool(stale)
+
+
+def products(wf: Workflow, state: State) -> dict[str, Path]:
+    """Label -> path of every product of the run, in step order (for printing)."""
+    out: dict[str, Path] = {}
+    for step in wf.steps:
+        rec = state.steps.get(step.name)
+        if rec is None:
+            continue
+        for name, items in rec.outputs.items():
+            for d in items:
+                label = step.name if name == OUTPUTS[step.kind][0] else f"{step.name}.{name}"
+                if d.get("key") and len(items) > 1:
+                    label += f"@{d['key']}"
+                p = Path(d["path"])
+                out[label] = p if p.is_absolute() else wf.out_dir / p
+    if wf.gpkg.exists():
+        out["geopackage"] = wf.gpkg
+    stac = wf.out_dir / "stac" / "collection.json"
+    if stac.exists():
+        out["stac"] = stac
+    return out
+
+
+def _write_stac(wf: Workflow, state: State) -> None:
+    from geoseg.stac import Product, write_stac
+
+    prods: list[Product] = []
+    ids: dict[str, str] = {}  # absolute path -> item id
+    for step in wf.steps:
+        rec = state.steps.get(step.name)
+        if rec is None:
+            continue
+        for name, items in rec.outputs.items():
+            kind = OUTPUT_KINDS.get((step.kind, name))
+            if kind in (None, "folder", "model"):
+                continue
+            for d in items:
+                path = wf.out_dir / d["path"]
+                if not path.is_file():
+                    continue
+                item_id = _slug("-".join(x for x in (step.name, None if name == OUTPUTS[step.kind][0] else name,
+                                                      d.get("key") if len(items) > 1 else None) if x))  # fmt: skip
+                ids[str(path.absolute())] = item_id
+                prov = dict(rec.provenance)
+                date_range = None
+                if step.kind in ("change", "track"):
+                    dates = [x["date"] for x in rec.summary.get("input_dates", []) if x.get("date")]
+                    if len(dates) >= 2:
+                        date_range = (dates[0], dates[-1])
+                title = f"{step.name}: {name}" + (f" {d['key']}" if d.get("key") and len(items) > 1 else "")
+                prods.append(Product(path, item_id, title, kind, prov, date=d.get("date"), date_range=date_range,
+                                     sha256=d.get("sha256")))  # fmt: skip
+    for p in prods:
+        p.derived_from = sorted({ids[i["path"]] for i in p.provenance.get("inputs", []) if i["path"] in ids})
+    if wf.gpkg.exists():
+        import pyogrio
+
+        from geoseg.export import list_layers
+
+        layers = {
+            name: int(pyogrio.read_info(str(wf.gpkg), layer=name)["features"])
+            for name in list_layers(wf.gpkg)
+        }
+        hashes = HashCache(state.hashes)
+        from geoseg.change import parse_date
+
+        dates = sorted(
+            {d for p in prods for d in (p.date, *(p.date_range or ())) if d}, key=lambda d: parse_date(d)
+        )
+        prods.append(
+            Product(
+                wf.gpkg, _slug(f"{wf.name}-gpkg"), f"{wf.name}: every vector layer and table", "vector",
+                {"workflow": wf.name, "workflow_sha256": wf.sha256, "geoseg_version": __version__},
+                date=dates[0] if len(dates) == 1 else None,
+                date_range=(dates[0], dates[-1]) if len(dates) > 1 else None,
+                sha256=hashes.sha256(wf.gpkg), layers=layers,
+                derived_from=sorted({ids[i["path"]] for rec in state.steps.values() if rec.layers
+                                     for i in rec.provenance.get("inputs", []) if i["path"] in ids}),
+            )
+        )  # fmt: skip
+    write_stac(
+        prods, wf.out_dir / "stac", _slug(wf.name), wf.description or f"products of the geoseg workflow {wf.name}",
+        title=wf.name, provenance={"workflow_file": str(wf.path), "workflow_sha256": wf.sha256,
+                                   "geoseg_version": __version__},
+    )  # fmt: skip
+
+
+__all__ = [
+    "KINDS",
+    "OUTPUTS",
+    "SPECS",
+    "STATE_FILE",
+    "Context",
+    "GeosegError",
+    "Item",
+    "Param",
+    "Ref",
+    "RunResult",
+    "State",
+    "Step",
+    "StepEvent",
+    "StepRecord",
+    "Workflow",
+    "check_out_dir",
+    "load_workflow",
+    "products",
+    "read_workflow_file",
+    "run_workflow",
+]

@@ -1,0 +1,347 @@
+"""`geoseg run`: validation before work, incremental reruns, provenance, styles, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pyogrio
+import pytest
+import rasterio
+import yaml
+
+from geoseg.errors import ConfigError, GeosegError
+from geoseg.export import read_provenance, read_styles
+from geoseg.io import validate_cog
+from geoseg.workflow import STATE_FILE, load_workflow, run_workflow
+
+REPO = Path(__file__).resolve().parents[1]
+GEOSEG = str(Path(sys.executable).parent / "geoseg")
+
+SMALL = {
+    "workflow": "small",
+    "description": "a 256 x 256 synthetic region, mapped and vectorised",
+    "dask": {"workers": 1},
+    "steps": [
+        {"name": "region", "kind": "synthetic", "size": 256, "seed": 3, "date": "2024-07-01"},
+        {"name": "landcover", "kind": "predict", "images": "region", "model": "demo-synthetic",
+         "tile_size": 128, "overlap": 32},
+        {"name": "polygons", "kind": "vectorize", "map": "landcover", "layer": "landcover"},
+        {"name": "report", "kind": "report", "accuracy": [{"name": "lc", "map": "landcover", "truth": "region.truth"}]},
+    ],
+}  # fmt: skip
+
+# No model: two dates of synthetic truth, compared and tracked in this process (fast).
+TRUTHS = {
+    "workflow": "truths",
+    "dask": {"workers": 0},
+    "steps": [
+        {"name": "before", "kind": "synthetic", "size": 256, "seed": 3, "date": "2020"},
+        {"name": "after", "kind": "synthetic", "size": 256, "seed": 3, "after_change": True, "date": "2024"},
+        {"name": "polygons", "kind": "vectorize", "map": "before.truth", "layer": "landcover_2020"},
+        {"name": "change", "kind": "change", "before": "before.truth", "after": "after.truth"},
+        {"name": "loss", "kind": "track", "maps": ["before.truth", "after.truth"], "forest": ["forest"]},
+        {"name": "report", "kind": "report"},
+    ],
+}  # fmt: skip
+
+
+def write_workflow(path: Path, doc: dict) -> Path:
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([GEOSEG, *args], cwd=cwd, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **(env or {})})  # fmt: skip
+
+
+def one_line_error(p: subprocess.CompletedProcess[str], expect: str) -> None:
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("geoseg: error:"), p.stderr
+    assert expect in lines[0], lines[0]
+
+
+def listing(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+# ------------------------------------------------------------------------ reruns
+
+
+def test_run_twice_skips_then_force_reruns(tmp_path: Path) -> None:
+    wf_file = write_workflow(tmp_path / "small.yaml", SMALL)
+    out = tmp_path / "out"
+    p = cli("run", str(wf_file), "--out-dir", str(out), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "4 ran, 0 skipped" in p.stdout
+    state = json.loads((out / STATE_FILE).read_text())
+    assert set(state["steps"]) == {"region", "landcover", "polygons", "report"}
+    mtimes = {f: f.stat().st_mtime_ns for f in out.glob("*.tif")}
+
+    p = cli("run", str(wf_file), "--out-dir", str(out), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "0 ran, 4 skipped" in p.stdout
+    assert {f: f.stat().st_mtime_ns for f in out.glob("*.tif")} == mtimes  # nothing rewritten
+
+    p = cli("run", str(wf_file), "--out-dir", str(out), "--force", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "4 ran, 0 skipped" in p.stdout
+    # Deterministic: the rerun made the same class map, byte for byte.
+    assert (
+        json.loads((out / STATE_FILE).read_text())["steps"]["landcover"]["outputs"]
+        == state["steps"]["landcover"]["outputs"]
+    )
+
+
+def test_reruns_only_what_changed(tmp_path: Path) -> None:
+    wf_file = write_workflow(tmp_path / "small.yaml", SMALL)
+    wf = load_workflow(wf_file, tmp_path / "out")
+    assert run_workflow(wf).ran == ["region", "landcover", "polygons", "report"]
+
+    # A parameter of one step: that step and what reads it.
+    doc = json.loads(json.dumps(SMALL))
+    doc["steps"][2]["min_area_ha"] = 0.5
+    wf = load_workflow(write_workflow(wf_file, doc), tmp_path / "out")
+    r = run_workflow(wf)
+    assert r.ran == ["polygons", "report"] and r.skipped == ["region", "landcover"]
+
+    # An output touched but not changed: its step reruns (it was modified), rewrites the
+    # same bytes, and the content hash stops the cascade.
+    scene = tmp_path / "out" / "region.tif"
+    os.utime(scene, ns=(scene.stat().st_atime_ns, scene.stat().st_mtime_ns + 10**9))
+    r = run_workflow(load_workflow(wf_file, tmp_path / "out"))
+    assert r.ran == ["region"] and r.skipped == ["landcover", "polygons", "report"]
+
+    # A deleted output: its step reruns.
+    (tmp_path / "out" / "landcover.tif").unlink()
+    r = run_workflow(load_workflow(wf_file, tmp_path / "out"))
+    assert r.ran == ["landcover"]
+
+    # A dry run writes nothing and says what would run.
+    before = listing(tmp_path / "out")
+    r = run_workflow(load_workflow(wf_file, tmp_path / "out"), dry_run=True, force=True)
+    assert [e.status for e in r.events] == ["would run"] * 4
+    assert listing(tmp_path / "out") == before
+
+
+def test_removed_step_drops_its_layers(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    wf_file = write_workflow(tmp_path / "t.yaml", TRUTHS)
+    run_workflow(load_workflow(wf_file, out))
+    gpkg = out / "truths.gpkg"
+    assert "landcover_2020" in {n for n, _ in pyogrio.list_layers(gpkg)}
+    doc = json.loads(json.dumps(TRUTHS))
+    doc["steps"] = [s for s in doc["steps"] if s["name"] != "polygons"]
+    r = run_workflow(load_workflow(write_workflow(wf_file, doc), out))
+    layers = {n for n, _ in pyogrio.list_layers(gpkg)}
+    assert "landcover_2020" not in layers and {"change", "forest_loss"} <= layers
+    assert all(row["f_table_name"] in layers for row in read_styles(gpkg))
+    assert "polygons" not in json.loads((out / STATE_FILE).read_text())["steps"]
+    assert r.ran == ["report"]  # what it shows changed
+
+
+# ------------------------------------------------------------------------ products
+
+
+@pytest.fixture(scope="module")
+def truths_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("truths")
+    wf = load_workflow(write_workflow(root / "t.yaml", TRUTHS), root / "out")
+    run_workflow(wf)
+    return root / "out"
+
+
+def test_one_geopackage_with_styles_and_provenance(truths_run: Path) -> None:
+    gpkg = truths_run / "truths.gpkg"
+    layers = dict(pyogrio.list_layers(gpkg))
+    expected = {"landcover_2020", "change", "transitions", "transition_matrix", "class_change",
+                "forest_loss", "regrowth", "loss_by_period", "forest_by_date", "layer_styles"}  # fmt: skip
+    assert expected <= set(layers)
+    info = pyogrio.read_info(gpkg, layer="change")
+    assert list(info["fields"][:7]) == ["class_id", "class_name", "from_id", "from_class", "to_id", "to_class",
+                                        "area_ha"]  # fmt: skip
+    assert list(pyogrio.read_info(gpkg, layer="landcover_2020")["fields"]) == [
+        "class_id", "class_name", "area_ha", "perimeter_m"]  # fmt: skip
+    assert {"year", "date", "period", "area_ha"} <= set(
+        pyogrio.read_info(gpkg, layer="forest_loss")["fields"]
+    )
+
+    styles = {r["f_table_name"]: r for r in read_styles(gpkg)}
+    assert set(styles) == {"landcover_2020", "change", "forest_loss", "regrowth"}
+    cols = list(pyogrio.read_info(gpkg, layer="layer_styles")["fields"])
+    assert cols == ["f_table_catalog", "f_table_schema", "f_table_name", "f_geometry_column", "styleName",
+                    "styleQML", "styleSLD", "useAsDefault", "description", "owner", "ui", "update_time"]  # fmt: skip
+    lc = ET.fromstring(styles["landcover_2020"]["styleQML"].split("\n", 1)[1])
+    renderer = lc.find("renderer-v2")
+    assert renderer is not None and renderer.get("type") == "categorizedSymbol"
+    assert renderer.get("attr") == "class_name"
+    cats = {c.get("value"): c.get("symbol") for c in renderer.iter("category")}
+    assert {"forest", "water", "cropland", "grassland", "bare soil", "built-up"} == set(cats)
+    forest_symbol = next(s for s in renderer.iter("symbol") if s.get("name") == cats["forest"])
+    assert any(o.get("value") == "0,100,0,255" for o in forest_symbol.iter("Option"))  # the class colour
+    ch = ET.fromstring(styles["change"]["styleQML"].split("\n", 1)[1]).find("renderer-v2")
+    assert ch is not None and "from_class" in (ch.get("attr") or "") and "to_class" in (ch.get("attr") or "")
+    assert any(c.get("value") == "forest -> grassland" for c in ch.iter("category"))
+    ET.fromstring(styles["change"]["styleSLD"])  # well-formed SLD
+    assert all(r["useAsDefault"] for r in styles.values())
+
+    prov = read_provenance(gpkg, "change")
+    assert prov is not None and prov["step"] == "change" and prov["geoseg_version"]
+    assert {i["role"] for i in prov["inputs"]} == {"before", "after"}
+    assert all(len(i["sha256"]) == 64 for i in prov["inputs"])
+    whole = read_provenance(gpkg)
+    assert whole is not None and whole["workflow"] == "truths" and "change" in whole["steps"]
+    meta = pyogrio.read_info(gpkg, layer="change")["layer_metadata"]
+    assert meta["geoseg_step"] == "change" and "geoseg_inputs" in meta  # what ogrinfo shows
+
+
+def test_rasters_are_cogs_with_provenance(truths_run: Path) -> None:
+    for name in ("change.tif", "loss_loss_year.tif", "before.tif", "before_truth.tif"):
+        path = truths_run / name
+        ok, errors, _ = validate_cog(path) if name != "before.tif" else (True, [], [])
+        assert ok, (name, errors)
+    with rasterio.open(truths_run / "change.tif") as ds:
+        prov = json.loads(ds.tags()["GEOSEG_PROVENANCE"])
+    assert prov["kind"] == "change" and prov["params"]["min_area_ha"] == 0.0
+    with rasterio.open(truths_run / "loss_loss_year.tif") as ds:
+        assert json.loads(ds.tags()["GEOSEG_PROVENANCE"])["step"] == "loss"
+
+
+def test_predicted_cog_records_model_and_input_hashes(tmp_path: Path) -> None:
+    wf = load_workflow(write_workflow(tmp_path / "s.yaml", SMALL), tmp_path / "out")
+    run_workflow(wf)
+    with rasterio.open(tmp_path / "out" / "landcover.tif") as ds:
+        tags = ds.tags()
+    prov = json.loads(tags["GEOSEG_PROVENANCE"])
+    assert (
+        prov["model"]["name"] == "demo-synthetic" and prov["model"]["sha256"] == tags["GEOSEG_MODEL_SHA256"]
+    )
+    assert prov["inputs"][0]["path"].endswith("region.tif") and len(prov["inputs"][0]["sha256"]) == 64
+    acc = json.loads((tmp_path / "out" / "report" / "accuracy.json").read_text())
+    assert acc["lc"]["accuracy"] > 0.9
+
+
+# ------------------------------------------------------------------------ bad input
+
+
+def test_typo_key_rejected_before_any_work(tmp_path: Path) -> None:
+    doc = json.loads(json.dumps(SMALL))
+    doc["steps"][1]["tile_sise"] = 256
+    wf_file = write_workflow(tmp_path / "typo.yaml", doc)
+    p = cli("run", str(wf_file), "--out-dir", str(tmp_path / "out"), cwd=tmp_path)
+    one_line_error(p, "step 'landcover' (predict): unknown key 'tile_sise' (did you mean 'tile_size'?)")
+    assert listing(tmp_path) == ["typo.yaml"]  # nothing written, not even the output folder
+
+
+@pytest.mark.parametrize(
+    ("change", "expect"),
+    [
+        ({"images": "no-such-scene"}, "'no-such-scene' is not an earlier step, a catalog entry or a file"),
+        ({"images": "nc-landsat"}, "(did you mean 'nc-landsat7'?)"),
+        ({"model": "forest-s2-rgbx"}, "no model 'forest-s2-rgbx' in the catalog"),
+        ({"images": "later"}, "'later' is not an earlier step"),
+        ({"images": "missing/scene.tif"}, "missing/scene.tif: no such file"),
+        ({"kind": "predcit"}, "(did you mean 'predict'?)"),
+        ({"tile_size": "big"}, "tile_size must be a whole number"),
+    ],
+)
+def test_bad_references_and_values(tmp_path: Path, change: dict, expect: str) -> None:
+    doc = json.loads(json.dumps(SMALL))
+    doc["steps"][1].update(change)
+    doc["steps"].append({"name": "later", "kind": "synthetic", "size": 64})
+    wf_file = write_workflow(tmp_path / "bad.yaml", doc)
+    p = cli("run", str(wf_file), "--out-dir", str(tmp_path / "out"), cwd=tmp_path)
+    one_line_error(p, expect)
+    assert listing(tmp_path) == ["bad.yaml"]
+
+
+def test_catalog_data_absent_suggests_fetch(tmp_path: Path) -> None:
+    wf_file = REPO / "workflows" / "track_deforestation.yaml"
+    (tmp_path / "empty-data").mkdir()
+    p = cli("run", str(wf_file), "--out-dir", str(tmp_path / "out"), cwd=tmp_path,
+            env={"GEOSEG_DATA": str(tmp_path / "empty-data")})  # fmt: skip
+    one_line_error(p, "run `geoseg data fetch pucallpa-landsat`")
+    assert listing(tmp_path) == ["empty-data"]
+
+
+def test_output_folder_that_is_a_file(tmp_path: Path) -> None:
+    wf_file = write_workflow(tmp_path / "s.yaml", SMALL)
+    (tmp_path / "out").write_text("not a folder")
+    p = cli("run", str(wf_file), "--out-dir", str(tmp_path / "out"), cwd=tmp_path)
+    one_line_error(p, "out: exists and is not a folder")
+    p = cli("run", str(wf_file), "--out-dir", str(tmp_path / "out" / "sub"), cwd=tmp_path)
+    one_line_error(p, "is a file, not a folder")
+    assert listing(tmp_path) == ["out", "s.yaml"] and (tmp_path / "out").read_text() == "not a folder"
+
+
+def test_output_folder_without_write_access(tmp_path: Path) -> None:
+    # The tests run as root, which chmod does not stop: /sys is a read-only mount (sysfs)
+    # where even root cannot create a file, so it stands for "no write access".
+    if os.access("/sys", os.W_OK) and os.geteuid() != 0:
+        pytest.skip("/sys is writable here")
+    wf_file = write_workflow(tmp_path / "s.yaml", SMALL)
+    p = cli("run", str(wf_file), "--out-dir", "/sys/geoseg-test/out", cwd=tmp_path)
+    one_line_error(p, "cannot be written: no write access to /sys")
+    assert not Path("/sys/geoseg-test").exists()
+
+
+def test_layer_name_collision_and_legacy_track_file(tmp_path: Path) -> None:
+    doc = json.loads(json.dumps(TRUTHS))
+    doc["steps"][2]["layer"] = "change"
+    with pytest.raises(ConfigError, match="layer 'change' is written by step 'polygons' too"):
+        load_workflow(write_workflow(tmp_path / "c.yaml", doc), tmp_path / "out")
+    with pytest.raises(ConfigError, match="is a `geoseg track` parameter file"):
+        load_workflow(REPO / "workflows" / "track_deforestation_pucallpa.yaml", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_duplicate_yaml_key_is_refused(tmp_path: Path) -> None:
+    f = tmp_path / "dup.yaml"
+    f.write_text("workflow: x\nsteps:\n  - name: a\n    kind: synthetic\n    size: 64\n    size: 128\n")
+    with pytest.raises(ConfigError, match="duplicate key 'size'"):
+        load_workflow(f, tmp_path / "out")
+
+
+# ------------------------------------------------------------------------ shipped workflows
+
+
+@pytest.mark.parametrize("name", ["train_demo", "train_forest_amazon", "train_landcover_nc"])
+def test_training_configs_are_workflows(shared_data: Path, tmp_path: Path, name: str) -> None:
+    wf = load_workflow(REPO / "workflows" / f"{name}.yaml", tmp_path / "out")
+    (step,) = wf.steps
+    assert step.kind == "train" and step.train_config.out.endswith(".safetensors")
+    r = run_workflow(wf, dry_run=True)
+    assert [e.status for e in r.events] == ["would run"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_map_landcover_workflow_validates(tmp_path: Path) -> None:
+    wf = load_workflow(REPO / "workflows" / "map_landcover.yaml", tmp_path / "out")
+    assert [s.kind for s in wf.steps] == ["synthetic", "predict", "vectorize", "report"]
+
+
+def test_track_deforestation_pucallpa(shared_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    p = cli("run", str(REPO / "workflows" / "track_deforestation.yaml"), "--out-dir", str(out), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "WARNING" not in p.stderr  # the composites' libtiff quirk stays quiet
+    assert validate_cog(out / "pucallpa_loss_year.tif")[0]
+    assert len(list((out / "pucallpa_classified").glob("*.tif"))) == 8
+    gpkg = out / "track-deforestation.gpkg"
+    periods = pyogrio.read_dataframe(gpkg, layer="loss_by_period")
+    assert list(periods["year"]) == [1990, 1995, 2000, 2005, 2010, 2015, 2020]
+    assert periods["loss_ha"].iloc[:-1].gt(0).all()  # the last period cannot confirm a loss (persist 2)
+    with rasterio.open(out / "pucallpa_loss_year.tif") as ds:
+        assert ds.colormap(1)[1990][:3] != (0, 0, 0)
+    assert (out / "report" / "index.html").exists() and (out / "pucallpa_report" / "loss_year.png").exists()
+
+
+def test_library_errors_are_geoseg_errors(tmp_path: Path) -> None:
+    with pytest.raises(GeosegError, match="no such workflow file"):
+        load_workflow(tmp_path / "nope.yaml")
