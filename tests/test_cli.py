@@ -53,28 +53,114 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     assert p.returncode != 0 and "Traceback" in p.stderr
 
 
+def _links(html_path: Path) -> list[str]:
+    import re
+
+    text = html_path.read_text()
+    return re.findall(r'(?:href|src)="([^"#]+)"', text)
+
+
 def test_demo_end_to_end(tmp_path: Path) -> None:
     import json
 
     import pyogrio
 
+    from geoseg.export import read_provenance, read_styles
     from geoseg.io import validate_cog
+    from geoseg.stac import check_stac
 
     out = tmp_path / "demo"
     p = subprocess.run([GEOSEG, "demo", "--out", str(out), "--size", "1024", "--workers", "1"],
                        capture_output=True, text=True, timeout=600)  # fmt: skip
     assert p.returncode == 0, p.stderr
     assert "INFO" not in p.stderr  # dask's worker chatter stays quiet without -vv
+    # it ends by printing where each product is
+    listed = {
+        line.split()[0]: line.split()[1] for line in p.stdout.split("products:")[1].strip().splitlines()
+    }
+    assert {"landcover_date1", "change", "deforestation", "geopackage", "report", "stac", "accuracy"} <= set(
+        listed
+    )
+    assert all(Path(v).exists() for v in listed.values())
+
     for date in (1, 2):
         cog = out / f"landcover_date{date}.tif"
-        assert validate_cog(cog)[0]
         with rasterio.open(cog) as pred, rasterio.open(out / f"scene_date{date}.tif") as scene:
             assert pred.shape == scene.shape and pred.transform == scene.transform and pred.crs == scene.crs
-    metrics = json.loads((out / "accuracy.json").read_text())
+    for cog in ("landcover_date1.tif", "landcover_date2.tif", "change.tif", "deforestation_loss_year.tif"):
+        ok, errors, _ = validate_cog(out / cog)
+        assert ok, (cog, errors)
+        with rasterio.open(out / cog) as ds:
+            assert ds.colormap(1) and "GEOSEG_PROVENANCE" in ds.tags()
+
+    metrics = json.loads((out / "report" / "accuracy.json").read_text())
     # the shipped demo model on a region it never saw (trained on seed 7, demo uses 3)
     assert metrics["date1"]["accuracy"] > 0.95 and metrics["date2"]["accuracy"] > 0.95
-    loss = metrics["forest_loss_ha"]
-    assert abs(loss["mapped"] - loss["truth"]) < 0.25 * loss["truth"]
-    layers = {name for name, _ in pyogrio.list_layers(out / "geoseg-demo.gpkg")}
-    assert {"change", "landcover_before", "landcover_after", "transition_matrix"} <= layers
-    assert (out / "report" / "index.html").exists() and (out / "report" / "change.png").exists()
+    loss = metrics["forest_loss"]
+    assert abs(loss["mapped_ha"] - loss["truth_ha"]) < 0.25 * loss["truth_ha"] and loss["f1"] > 0.8
+
+    gpkgs = list(out.glob("*.gpkg"))
+    assert gpkgs == [out / "geoseg-demo.gpkg"]  # ONE GeoPackage with every layer and table
+    layers = dict(pyogrio.list_layers(gpkgs[0]))
+    assert {"landcover_date1", "landcover_date2", "change", "forest_loss", "regrowth"} <= {
+        k for k, v in layers.items() if v
+    }
+    assert {"transitions", "transition_matrix", "class_change", "loss_by_period", "forest_by_date",
+            "layer_styles"} <= {k for k, v in layers.items() if not v}  # fmt: skip
+    for layer in layers:
+        assert pyogrio.read_dataframe(gpkgs[0], layer=layer, max_features=5) is not None
+    assert {r["f_table_name"] for r in read_styles(gpkgs[0])} == {
+        "landcover_date1", "landcover_date2", "change", "forest_loss", "regrowth"}  # fmt: skip
+    prov = read_provenance(gpkgs[0], "landcover_date1")
+    assert prov is not None and prov["inputs"][0]["path"].endswith("landcover_date1.tif")
+
+    # quick-looks with legends and an HTML report whose links all resolve
+    html = out / "report" / "index.html"
+    links = _links(html)
+    assert any(link.endswith("change.png") for link in links) and any("transitions.png" in x for x in links)
+    assert any(link.endswith(".gpkg") for link in links) and any("collection.json" in x for x in links)
+    for link in links:
+        assert (html.parent / link).resolve().exists(), link
+    text = html.read_text()
+    assert "Accuracy against known truth" in text and "transition matrix" in text
+
+    # STAC: every item and the collection, checked offline
+    stac = sorted((out / "stac").glob("*.json"))
+    assert len(stac) >= 10
+    for f in stac:
+        assert check_stac(json.loads(f.read_text())) == [], f
+
+    # the demo is a workflow: a rerun skips every step
+    p = subprocess.run([GEOSEG, "run", str(out / "demo.yaml"), "--out-dir", str(out)],
+                       capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert p.returncode == 0 and "0 ran, 9 skipped" in p.stdout, p.stdout + p.stderr
+
+
+def test_demo_real(shared_data: Path, tmp_path: Path) -> None:
+    """``--real`` maps the Amazon validation tiles; with the forest model when it is
+    shipped, else (to exercise the same code path) with an untrained 3-band model."""
+    import json
+
+    from geoseg.catalog import ModelEntry, load_catalog
+
+    catalog = load_catalog()
+    shipped = (
+        "forest-s2-rgb" in catalog and catalog.get("forest-s2-rgb", ModelEntry).checkpoint_path().is_file()
+    )
+    args = [GEOSEG, "demo", "--real", "--out", str(tmp_path / "real"), "--workers", "1"]
+    if not shipped:
+        p = subprocess.run(args, capture_output=True, text=True, timeout=600)
+        assert p.returncode == 2 and "not shipped yet" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "real").exists()
+        model = tmp_path / "tiny.safetensors"
+        subprocess.run([GEOSEG, "model", "init", "--encoder", "mobilenet_v2", "--bands", "red,green,blue",
+                        "--classes", "forest,non-forest", "--out", str(model)], check=True, capture_output=True)  # fmt: skip
+        args += ["--model", str(model)]
+    p = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    maps = sorted((tmp_path / "real" / "forest").glob("*.tif"))
+    assert len(maps) == 15
+    acc = json.loads((tmp_path / "real" / "report" / "accuracy.json").read_text())
+    assert acc["evaluate"]["dataset"] == "amazon-s2-rgb" and acc["evaluate"]["paper"]["tiles"] == 15
+    if shipped:
+        assert acc["evaluate"]["accuracy"] > 0.85

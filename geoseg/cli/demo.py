@@ -1,27 +1,80 @@
-"""``geoseg demo``: the whole pipeline on a synthetic region, offline."""
+"""``geoseg demo``: the whole pipeline on a synthetic region (or the real Amazon tiles), offline."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from geoseg.cli._progress import progress_bar
 
+# What each product is, for the list the demo ends with.
+_WHAT = {
+    "workflow": "the demo as a workflow: `geoseg run` it again",
+    "scene_date1": "synthetic scene, date 1 (4 bands)",
+    "scene_date1.truth": "its known land cover",
+    "scene_date2": "synthetic scene, date 2 (after clearings and regrowth)",
+    "scene_date2.truth": "its known land cover",
+    "landcover_date1": "land-cover map, date 1 (class COG)",
+    "landcover_date2": "land-cover map, date 2 (class COG)",
+    "change": "change raster (COG: from-class x to-class)",
+    "change.report": "change figures and tables",
+    "deforestation": "year of first forest loss (COG)",
+    "deforestation.report": "forest-loss figures and tables",
+    "report": "the HTML report: maps, charts, area tables, accuracy",
+    "geopackage": "every vector layer and table, styled for QGIS",
+    "stac": "STAC Collection (one Item per product)",
+    "accuracy": "accuracy against the known truth (JSON)",
+}
+
 
 @click.command("demo")
 @click.option("--out", "out_dir", default="geoseg-demo", show_default=True, type=click.Path(path_type=Path))
 @click.option("--size", default=2048, show_default=True, help="Region width and height in pixels.")
-@click.option("--seed", default=3, show_default=True, help="Which synthetic region (the model was trained on 7).")
+@click.option(
+    "--seed", default=3, show_default=True, help="Which synthetic region (the model was trained on 7)."
+)
+@click.option("--model", default=None,
+              help="Catalog model name or checkpoint [default: demo-synthetic; with --real: forest-s2-rgb].")  # fmt: skip
+@click.option("--real", is_flag=True,
+              help="Map the Amazon validation tiles of the catalog and score them against their masks.")  # fmt: skip
+@click.option("--force", is_flag=True, help="Redo every step (by default a rerun skips what is done).")
 @click.option("--workers", type=int, default=None, help="Local Dask workers [default: one per core].")
-def command(out_dir: Path, size: int, seed: int, workers: int | None) -> None:
-    """Map a synthetic region at two dates, vectorise it and detect change, offline."""
+def command(
+    out_dir: Path, size: int, seed: int, model: str | None, real: bool, force: bool, workers: int | None
+) -> None:
+    """Map a synthetic region at two dates, vectorise it, detect change and forest loss,
+    and report accuracy against its known truth, offline. Ends by listing every product."""
     from geoseg.demo import run_demo
 
-    with progress_bar("predict") as bar:
-        result = run_demo(out_dir, size=size, seed=seed, workers=workers, progress=bar)
+    bars: dict[str, Any] = {}
+
+    def progress(step: Any) -> Any:
+        cm = progress_bar(step.name, unit="%" if step.kind in ("change", "track") else "it")
+        bars[step.name] = cm
+        return cm.__enter__()
+
+    def on_event(ev: Any) -> None:
+        if ev.status != "start" and ev.step in bars:
+            bars.pop(ev.step).__exit__(None, None, None)
+        if ev.status == "ran":
+            click.echo(f"{ev.step}: done in {ev.seconds:.1f} s")
+        elif ev.status == "skipped":
+            click.echo(f"{ev.step}: already done, skipped (--force redoes it)")
+
+    try:
+        result = run_demo(
+            out_dir, size=size, seed=seed, model=model, workers=workers, real=real, force=force,
+            progress=progress, on_event=on_event,
+        )  # fmt: skip
+    finally:
+        for cm in bars.values():
+            cm.__exit__(None, None, None)
     for line in result.lines:
         click.echo(line)
     click.echo("products:")
+    width = max(len(k) for k in result.products)
     for name, path in result.products.items():
-        click.echo(f"  {name:<10} {path}")
+        what = _WHAT.get(name, "")
+        click.echo(f"  {name:<{width}}  {path}" + (f"  ({what})" if what else ""))
