@@ -246,6 +246,11 @@ def _write_styles(con: sqlite3.Connection, styles: Sequence[LayerStyle]) -> None
             (STYLES_TABLE, STYLES_TABLE, _now()),
         )
     for s in styles:
+        # QGIS finds a layer's default style by table name, geometry column and an empty schema.
+        row = con.execute(
+            "SELECT column_name FROM gpkg_geometry_columns WHERE table_name = ?", (s.layer,)
+        ).fetchone()
+        geometry_column = row[0] if row else s.geometry_column
         con.execute(
             f'DELETE FROM "{STYLES_TABLE}" WHERE f_table_name = ? AND styleName = ?', (s.layer, s.name)
         )
@@ -254,7 +259,7 @@ def _write_styles(con: sqlite3.Connection, styles: Sequence[LayerStyle]) -> None
             f'INSERT INTO "{STYLES_TABLE}" (f_table_catalog, f_table_schema, f_table_name, f_geometry_column, '
             "styleName, styleQML, styleSLD, useAsDefault, description, owner, ui, update_time) "
             "VALUES ('', '', ?, ?, ?, ?, ?, 1, ?, 'geoseg', NULL, ?)",
-            (s.layer, s.geometry_column, s.name, s.qml(), s.sld(), s.description, _now()),
+            (s.layer, geometry_column, s.name, s.qml(), s.sld(), s.description, _now()),
         )
 
 
@@ -417,7 +422,7 @@ def merge_layers(
             meta = {k: v for k, v in flat_metadata(c.provenance).items() if len(v) < 4000}
             counts[c.name] = _copy_layer(c.source, c.layer, tmp, c.name, meta)
         with closing(sqlite3.connect(tmp)) as con, con:
-            styles = [dataclasses_replace(c.style, c.name) for c in copies if c.style is not None]
+            styles = [_for_layer(c.style, c.name) for c in copies if c.style is not None]
             if styles:
                 _write_styles(con, styles)
             if con.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (STYLES_TABLE,)).fetchone():
@@ -437,7 +442,7 @@ def merge_layers(
     return counts
 
 
-def dataclasses_replace(style: LayerStyle, layer: str) -> LayerStyle:
+def _for_layer(style: LayerStyle, layer: str) -> LayerStyle:
     """``style`` for another layer name."""
     import dataclasses
 

@@ -38,6 +38,7 @@ product (see :mod:`geoseg.stac`).
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import fcntl
 import hashlib
@@ -558,6 +559,9 @@ class _Planner:
                     f"{where}: dataset {cfg.dataset!r} is a {entry.kind}, not a labelset", self.path
                 )
             entry.require()
+        from geoseg.io import check_writable
+
+        check_writable(cfg.out)  # its folder exists and is writable: checked now, not after the data loads
         model = Path(cfg.out).absolute()
         step = Step(name, "train", {"config": _jsonable(cfg.__dict__)}, {}, {"model": (Item(model),)}, {},
                     train_config=cfg)  # fmt: skip
@@ -1230,6 +1234,7 @@ def run_workflow(
             on_event(ev)
 
     if dry_run:
+        _check_owner(wf, out, force)
         state = State.load(out / STATE_FILE) if out.is_dir() else State(out / STATE_FILE)
         hashes = HashCache(dict(state.hashes))
         changed: set[str] = set()
@@ -1254,6 +1259,7 @@ def run_workflow(
         result.seconds = time.perf_counter() - t0
         return result
 
+    _check_owner(wf, out, force)
     out.mkdir(parents=True, exist_ok=True)
     with _locked(out):
         state = State.load(out / STATE_FILE)
@@ -1299,13 +1305,26 @@ def run_workflow(
     return result
 
 
+def _check_owner(wf: Workflow, out: Path, force: bool) -> None:
+    """One workflow per output folder: another's state would be forgotten step by step."""
+    if force or not (out / STATE_FILE).is_file():
+        return
+    owner = State.load(out / STATE_FILE).workflow.get("name")
+    if owner and owner != wf.name:
+        raise OutputError(
+            f"holds the products of workflow {owner!r}, not {wf.name!r}; give each workflow its own "
+            "--out-dir (or --force to take the folder over)",
+            out,
+        )
+
+
 def _product_list(rec: StepRecord) -> tuple[str, ...]:
     out = [d["path"] for items in rec.outputs.values() for d in items]
     return tuple(out) + tuple(f"layer {layer}" for layer in rec.layers)
 
 
 def _live_paths(wf: Workflow, state: State) -> set[str]:
-    keep: set[str] = set()
+    keep: set[str] = {str(wf.gpkg.absolute())}
     for step in wf.steps:
         for items in _input_items(step).values():
             for i in items:
@@ -1386,6 +1405,8 @@ def _run_step(
             )  # fmt: skip
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            staging.parent.rmdir()  # only when no other step's staging is there
     outputs: dict[str, list[dict[str, Any]]] = {}
     files: dict[str, dict[str, Any]] = {}
     for name, items in step.outputs.items():

@@ -345,3 +345,13 @@ def test_track_deforestation_pucallpa(shared_data: Path, tmp_path: Path) -> None
 def test_library_errors_are_geoseg_errors(tmp_path: Path) -> None:
     with pytest.raises(GeosegError, match="no such workflow file"):
         load_workflow(tmp_path / "nope.yaml")
+
+
+def test_one_workflow_per_output_folder(tmp_path: Path) -> None:
+    one = {"workflow": "one", "steps": [{"name": "a", "kind": "synthetic", "size": 64}]}
+    two = {"workflow": "two", "steps": [{"name": "b", "kind": "synthetic", "size": 64}]}
+    run_workflow(load_workflow(write_workflow(tmp_path / "one.yaml", one), tmp_path / "out"))
+    wf2 = load_workflow(write_workflow(tmp_path / "two.yaml", two), tmp_path / "out")
+    with pytest.raises(GeosegError, match="holds the products of workflow 'one'"):
+        run_workflow(wf2)
+    assert run_workflow(wf2, force=True).ran == ["b"]

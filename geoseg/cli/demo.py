@@ -30,7 +30,8 @@ _WHAT = {
 
 
 @click.command("demo")
-@click.option("--out", "out_dir", default="geoseg-demo", show_default=True, type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", default=None, type=click.Path(path_type=Path),
+              help="Output folder [default: geoseg-demo, with --real geoseg-demo-real].")  # fmt: skip
 @click.option("--size", default=2048, show_default=True, help="Region width and height in pixels.")
 @click.option(
     "--seed", default=3, show_default=True, help="Which synthetic region (the model was trained on 7)."
@@ -42,12 +43,19 @@ _WHAT = {
 @click.option("--force", is_flag=True, help="Redo every step (by default a rerun skips what is done).")
 @click.option("--workers", type=int, default=None, help="Local Dask workers [default: one per core].")
 def command(
-    out_dir: Path, size: int, seed: int, model: str | None, real: bool, force: bool, workers: int | None
+    out_dir: Path | None,
+    size: int,
+    seed: int,
+    model: str | None,
+    real: bool,
+    force: bool,
+    workers: int | None,
 ) -> None:
     """Map a synthetic region at two dates, vectorise it, detect change and forest loss,
     and report accuracy against its known truth, offline. Ends by listing every product."""
     from geoseg.demo import run_demo
 
+    out_dir = out_dir or Path("geoseg-demo-real" if real else "geoseg-demo")
     bars: dict[str, Any] = {}
 
     def progress(step: Any) -> Any:
