@@ -82,27 +82,39 @@ def _synthetic(ctx: Context) -> Outcome:
 
 
 def stack_vrt(item: Item) -> Path:
-    """A VRT stacking ``item.sources`` (single-band files) into one multi-band image,
-    with the catalog's band names and nodata; rewritten only when it would differ."""
+    """A VRT stacking ``item.sources`` (single-band files) into one multi-band image, with
+    the catalog's band names; rewritten only when it would differ.
+
+    geoseg reads a file with one data type and one nodata value, but stacked files may
+    differ in both (nc-landsat7: five float32 bands with nodata -99999 and an int16 band
+    with -32768). So every band gets the common data type and one nodata value, and each
+    source's own nodata becomes it (a ComplexSource's NODATA pixels are left at the
+    band's NoDataValue), so no band's nodata turns into data.
+    """
+    import numpy as np
     import rasterio
 
-    bands = []
-    first = None
-    for k, src in enumerate(item.sources, start=1):
+    metas = []
+    for src in item.sources:
         with rasterio.open(src) as ds:
-            if first is None:
-                first = ds.width, ds.height, ds.crs.to_wkt() if ds.crs else "", tuple(ds.transform)[:6]
-            dtype = {"uint8": "Byte", "int8": "Int8"}.get(ds.dtypes[0], ds.dtypes[0].capitalize())
-            nodata = item.nodata if item.nodata is not None else ds.nodata
+            metas.append((ds.width, ds.height, ds.crs.to_wkt() if ds.crs else "", tuple(ds.transform)[:6],
+                          ds.dtypes[0], ds.nodata))  # fmt: skip
+    common = np.result_type(*[m[4] for m in metas]).name
+    candidates = [item.nodata] if item.nodata is not None else [m[5] for m in metas if m[5] is not None]
+    nodata = next((v for v in candidates if float(np.asarray(v).astype(common)) == float(v)), None)
+    gdal_type = {"uint8": "Byte", "int8": "Int8"}.get(common, common.capitalize())
+    bands = []
+    for k, (src, meta) in enumerate(zip(item.sources, metas, strict=True), start=1):
         name = item.band_names[k - 1] if item.band_names and k <= len(item.band_names) else f"band{k}"
+        src_nodata = item.nodata if item.nodata is not None else meta[5]
         nd = f"<NoDataValue>{nodata!r}</NoDataValue>" if nodata is not None else ""
+        snd = f"<NODATA>{src_nodata!r}</NODATA>" if src_nodata is not None and nodata is not None else ""
         bands.append(
-            f'  <VRTRasterBand dataType="{dtype}" band="{k}"><Description>{escape(name)}</Description>{nd}'
-            f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(str(src.absolute()))}</SourceFilename>'
-            "<SourceBand>1</SourceBand></SimpleSource></VRTRasterBand>"
+            f'  <VRTRasterBand dataType="{gdal_type}" band="{k}"><Description>{escape(name)}</Description>{nd}'
+            f'<ComplexSource><SourceFilename relativeToVRT="0">{escape(str(src.absolute()))}</SourceFilename>'
+            f"<SourceBand>1</SourceBand>{snd}</ComplexSource></VRTRasterBand>"
         )
-    assert first is not None
-    w, h, wkt, t = first
+    w, h, wkt, t = metas[0][:4]
     gt = f"{t[2]!r}, {t[0]!r}, {t[1]!r}, {t[5]!r}, {t[3]!r}, {t[4]!r}"
     text = (
         f'<VRTDataset rasterXSize="{w}" rasterYSize="{h}">\n  <SRS>{escape(wkt)}</SRS>\n'

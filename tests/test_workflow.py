@@ -355,3 +355,26 @@ def test_one_workflow_per_output_folder(tmp_path: Path) -> None:
     with pytest.raises(GeosegError, match="holds the products of workflow 'one'"):
         run_workflow(wf2)
     assert run_workflow(wf2, force=True).ran == ["b"]
+
+
+def test_catalog_scene_of_single_band_files_is_stacked(shared_data: Path, tmp_path: Path) -> None:
+    """nc-landsat7: five float32 bands (nodata -99999) and an int16 one (nodata -32768)
+    become one float32 image whose nodata is the same in every band."""
+    import numpy as np
+
+    from geoseg.io import open_raster
+    from geoseg.steps import stack_vrt
+
+    doc = {"workflow": "nc", "steps": [{"name": "lc", "kind": "predict", "images": "nc-landsat7",
+                                        "model": "demo-synthetic", "bands": ["blue", "green", "red", "nir"]}]}  # fmt: skip
+    wf = load_workflow(write_workflow(tmp_path / "nc.yaml", doc), tmp_path / "out")
+    (item,) = wf.steps[0].refs["images"][0].items
+    assert len(item.sources) == 6 and item.path.suffix == ".vrt"
+    assert not (tmp_path / "out").exists()  # planned, not written
+    src = open_raster(stack_vrt(item))
+    assert src.band_names == ("blue", "green", "red", "nir", "swir1", "swir2") and src.dtype == "float32"
+    pixels, valid = src.read()
+    with rasterio.open(item.sources[5]) as b7:
+        raw = b7.read(1)
+    assert np.array_equal(~valid, (raw == -32768) | (pixels[0] == -99999))  # band 7's nodata stays nodata
+    assert 0.37 < (~valid).mean() < 0.39
