@@ -660,9 +660,9 @@ class _Planner:
     def _entry(self, name: str, where: str, key: str) -> Any:
         if name not in self.catalog:
             raise CatalogError(
-                f"{where}: {key}: no catalog entry {name!r}{_suggest(name, self.catalog.names())}; "
-                f"known entries: {', '.join(self.catalog.names())}",
-                self.catalog.path,
+                f"{where}: {key}: no entry {name!r} in the catalog {self.catalog.path.name}"
+                f"{_suggest(name, self.catalog.names())}; known entries: {', '.join(self.catalog.names())}",
+                self.path,
             )
         return self.catalog.get(name)
 
@@ -739,9 +739,9 @@ class _Planner:
             return Ref(text, items=(Item(p.absolute()),))
         models = [e.name for e in self.catalog if isinstance(e, ModelEntry)]
         raise CatalogError(
-            f"{where}: {key}: no model {text!r} in the catalog{_suggest(text, models)}; "
+            f"{where}: {key}: no model {text!r} in the catalog {self.catalog.path.name}{_suggest(text, models)}; "
             f"catalog models: {', '.join(models) or 'none'}; or give a checkpoint path",
-            self.catalog.path,
+            self.path,
         )
 
     # ---------------------------------------------------------------- plans
