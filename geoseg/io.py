@@ -235,9 +235,13 @@ def read_window(source: RasterSource, window: Window) -> tuple[np.ndarray, np.nd
     valid = np.zeros(window.shape, dtype=bool)
     inside = window.intersection(source.grid.window)
     if inside is None:
-        if window.size == 0:
-            raise WindowError(f"window {window} is empty")
-        return out, valid  # entirely past the edge: all nodata
+        # A boundless read pads a window that overlaps the raster; one that misses it
+        # entirely is a caller's mistake (a wrong offset or the wrong raster).
+        raise WindowError(
+            f"window (row {window.row_off}, col {window.col_off}, {window.height} x {window.width}) lies outside "
+            f"the raster ({source.grid.height} x {source.grid.width} px); give a window that overlaps it",
+            source.bands[0].path,
+        )
     dst = inside.relative_to(window).slices()
     rio_window = inside.to_rasterio()
     ok = np.ones(inside.shape, dtype=bool)
@@ -346,6 +350,10 @@ def default_colour(i: int) -> tuple[int, int, int]:
 
 
 COG_BLOCK = 512
+# GDAL keeps written blocks in its block cache until the cache is full (by default 5 % of
+# RAM), so a writer's memory would grow with the raster up to that; a small cache while
+# writing keeps it bounded (written blocks are flushed to disk instead).
+WRITE_CACHE_MB = 64
 
 
 @dataclass
@@ -387,8 +395,12 @@ class RasterWriter:
             "BIGTIFF": "IF_SAFER",
         }
         try:
-            with rasterio.Env(**GDAL_ENV):
+            with rasterio.Env(**GDAL_ENV, GDAL_CACHEMAX=WRITE_CACHE_MB):
                 self._ds = rasterio.open(self._stage, "w", **profile)
+                if self.classes:
+                    # before any block reaches the file: libtiff cannot change the
+                    # photometric interpretation (palette) once blocks are written
+                    self._ds.write_colormap(1, colour_table(self.classes))
                 if self.nodata is not None:
                     # Unwritten blocks read back as nodata, not 0 (0 is a real class).
                     self._ds.write(
@@ -402,7 +414,8 @@ class RasterWriter:
         """Write ``data`` (``(h, w)`` or ``(count, h, w)``) at ``window`` of the grid."""
         if data.ndim == 2:
             data = data[None]
-        self._ds.write(data.astype(self.dtype, copy=False), window=window.to_rasterio())
+        with rasterio.Env(GDAL_CACHEMAX=WRITE_CACHE_MB):
+            self._ds.write(data.astype(self.dtype, copy=False), window=window.to_rasterio())
 
     def finish(self) -> Path:
         """Close, convert to COG and move into place; returns the final path."""
@@ -410,17 +423,17 @@ class RasterWriter:
 
         ds = self._ds
         if self.classes:
-            ds.write_colormap(1, colour_table(self.classes))
             ds.update_tags(**class_tags(self.classes))
         if self.tags:
             ds.update_tags(**self.tags)
         if self.band_descriptions:
             for i, d in enumerate(self.band_descriptions, start=1):
                 ds.set_band_description(i, d)
-        ds.close()
+        with rasterio.Env(GDAL_CACHEMAX=WRITE_CACHE_MB):
+            ds.close()
         self._ds = None
         try:
-            with rasterio.Env(**GDAL_ENV), atomic_output(self.path) as tmp:
+            with rasterio.Env(**GDAL_ENV, GDAL_CACHEMAX=WRITE_CACHE_MB), atomic_output(self.path) as tmp:
                 rio_copy(
                     self._stage,
                     tmp,

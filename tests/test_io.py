@@ -7,7 +7,14 @@ import pytest
 import rasterio
 from affine import Affine
 
-from geoseg.errors import BadRasterError, BandError, GridMismatchError, MissingFileError, OutputError
+from geoseg.errors import (
+    BadRasterError,
+    BandError,
+    GridMismatchError,
+    MissingFileError,
+    OutputError,
+    WindowError,
+)
 from geoseg.grid import Grid, Window
 from geoseg.io import (
     ClassInfo,
@@ -148,6 +155,8 @@ def test_bad_inputs(tmp_path: Path, write_tif) -> None:
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(BadRasterError, match=r"truncated\.tif"):
         open_raster(truncated)
+    with pytest.raises(WindowError, match=r"good\.tif: window .* lies outside the raster"):
+        open_raster(good).read(Window(700, 0, 10, 10))
     nocrs = write_tif("nocrs.tif", np.ones((4, 4), dtype="uint8"), crs=None)
     with pytest.raises(BadRasterError, match="no CRS"):
         open_raster(nocrs)
