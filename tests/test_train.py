@@ -210,3 +210,13 @@ def test_cli_train_config_with_unknown_key(tmp_path: Path) -> None:
                                                  "learning_rate": 0.1}}))  # fmt: skip
     r = CliRunner().invoke(main, ["train", str(cfgfile)])
     assert r.exit_code == 2 and "unknown key(s) learning_rate" in r.output
+
+
+def test_shipped_forest_model_keeps_its_f1(shared_data: Path) -> None:
+    """A regression in the model, the loaders or the metrics fails CI (shipped: F1 0.9347)."""
+    from geoseg.train import evaluate
+
+    result = evaluate("forest-s2-rgb", "amazon-s2-rgb", "validation", threads=2)
+    assert result["paper"]["tiles"] == 15
+    assert result["paper"]["f1"] >= 0.930
+    assert result["miou"] >= 0.86
