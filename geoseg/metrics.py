@@ -32,7 +32,7 @@ class Scores:
 
     def _safe(self, num: np.ndarray, den: np.ndarray) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(den > 0, num / np.maximum(den, 1), np.nan)
+            return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
 
     @property
     def tp(self) -> np.ndarray:

@@ -37,6 +37,8 @@ def test_metrics_match_a_hand_computed_confusion_matrix() -> None:
     assert s.iou.tolist() == pytest.approx([1 / 3, 2 / 3, 1 / 2])
     assert s.precision.tolist() == pytest.approx([1 / 2, 2 / 3, 1.0])
     assert s.recall.tolist() == pytest.approx([1 / 2, 1.0, 1 / 2])
+    # F1 = 2PR / (P + R): (1/2, 1/2) -> 1/2; (2/3, 1) -> 4/5; (1, 1/2) -> 2/3
+    assert s.f1.tolist() == pytest.approx([1 / 2, 4 / 5, 2 / 3])
     pe = (2 * 2 + 3 * 2 + 1 * 2) / 36
     assert s.kappa == pytest.approx((4 / 6 - pe) / (1 - pe))
     assert s.miou == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 3)
