@@ -63,13 +63,19 @@ def info(model: str, as_json: bool) -> None:
     if not prov.get("trained"):
         click.echo(f"  untrained  (seed {prov.get('seed')})")
         return
-    click.echo(f"  trained    {prov.get('minutes')} min, geoseg {prov.get('geoseg_version')}, data {prov.get('data')}")
+    click.echo(
+        f"  trained    {prov.get('minutes')} min, geoseg {prov.get('geoseg_version')}, data {prov.get('data')}"
+    )
     val = prov.get("metrics", {}).get("val", {})
     if val:
-        click.echo(f"  validation accuracy {val.get('accuracy')}, mIoU {val.get('miou')}, kappa {val.get('kappa')}")
+        click.echo(
+            f"  validation accuracy {val.get('accuracy')}, mIoU {val.get('miou')}, kappa {val.get('kappa')}"
+        )
     paper = prov.get("metrics", {}).get("paper")
     if paper:
-        click.echo(f"  paper F1   {paper.get('f1')} (accuracy {paper.get('accuracy')}, {paper.get('tiles')} tiles)")
+        click.echo(
+            f"  paper F1   {paper.get('f1')} (accuracy {paper.get('accuracy')}, {paper.get('tiles')} tiles)"
+        )
     history = prov.get("history", [])
     if history:
         click.echo(f"  epochs     {len(history)} (use --json for the full history and config)")
