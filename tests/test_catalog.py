@@ -63,7 +63,10 @@ def real_root() -> Path:
 
 def test_real_catalog_loads(real: Catalog) -> None:
     assert real.path == REPO / "data_catalog.yaml"
-    assert real.names() == ["amazon-s2-rgb", "nc-landsat7", "nc-landsat7-labels", "pucallpa-landsat"]
+    assert real.names() == [
+        "amazon-s2-rgb", "nc-landsat7", "nc-landsat7-labels", "pucallpa-landsat",
+        "demo-synthetic", "forest-s2-rgb", "landcover-nc-landsat7",
+    ]  # fmt: skip
     assert isinstance(real.get("amazon-s2-rgb"), LabelSetEntry)
     assert isinstance(real.get("nc-landsat7"), SceneEntry)
     assert isinstance(real.get("nc-landsat7-labels"), LabelSetEntry)
@@ -75,13 +78,19 @@ def test_real_catalog_loads(real: Catalog) -> None:
 
 def test_every_real_entry_is_present(real: Catalog, real_root: Path) -> None:
     for entry in real:
+        if isinstance(entry, catalog.ModelEntry):  # shipped in geoseg/models, not in the data root
+            assert entry.present() and entry.checkpoint_path().parent == catalog.MODELS_DIR
+            entry.verify()  # the catalog's sha256 matches the shipped checkpoint
+            continue
         assert entry.missing_files(real_root) == []
         assert entry.present(real_root)
         assert entry.present()  # the default root is the same place
 
 
 def test_every_real_file_is_catalogued(real: Catalog, real_root: Path) -> None:
-    catalogued = {p for entry in real for p in entry.file_paths(real_root)}
+    catalogued = {
+        p for entry in real if not isinstance(entry, catalog.ModelEntry) for p in entry.file_paths(real_root)
+    }
     on_disk = {p for d in DATASETS for p in (real_root / d).rglob("*") if p.is_file()}
     assert on_disk == catalogued
     assert len([p for p in on_disk if "amazon-s2-rgb" in p.parts]) == 113
