@@ -155,15 +155,16 @@ def load_labelset(name: str, cfg: TrainConfig) -> Dataset:
     classes = [ClassInfo(i, c.name, default_colour(i)) for i, c in enumerate(entry.classes)]
     band_names = list(entry.bands) if entry.bands else None
     if entry.splits:
-        train: list[Sample] = []
-        val: list[Sample] = []
-        for split, target in ((cfg.split_train, train), (cfg.split_val, val)):
+        loaded: dict[str, list[Sample]] = {}
+        for split in dict.fromkeys((cfg.split_train, cfg.split_val)):  # evaluate reads one split once
+            samples = loaded.setdefault(split, [])
             for image, mask in entry.pairs(split):
                 src = open_raster(image, band_names=band_names, bands=cfg.bands, require_crs=False)
                 pixels, valid = src.read()
                 labels = _remap(read_mask(mask, src.grid.shape), values)
                 labels[~valid] = IGNORE
-                target.append(Sample(pixels.astype(np.float32), valid, labels, Path(image).name))
+                samples.append(Sample(pixels.astype(np.float32), valid, labels, Path(image).name))
+        train, val = loaded[cfg.split_train], loaded[cfg.split_val]
         first = entry.pairs(cfg.split_train)[0][0]
         bands = list(open_raster(first, band_names=band_names, bands=cfg.bands, require_crs=False).band_names)
         prov = {"dataset": name, "train_split": cfg.split_train, "val_split": cfg.split_val,
