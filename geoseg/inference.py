@@ -35,6 +35,8 @@ def normalise(pixels: np.ndarray, valid: np.ndarray, spec: ModelSpec) -> np.ndar
 
 def resolve_device(device: str = "auto") -> str:
     """``auto`` -> ``cuda`` when a CUDA GPU is present, else ``cpu``."""
+    if device == "cpu":
+        return device  # no torch import: ONNX workers never need torch (~2 s, ~200 MB)
     import torch
 
     if device == "auto":
@@ -84,15 +86,15 @@ class Predictor:
     _amp_dtype: Any = None
 
     def __post_init__(self) -> None:
-        import torch
-
         self.device = resolve_device(self.device)
         self.backend = resolve_backend(self.backend, self.device)
-        if self.threads:
-            torch.set_num_threads(self.threads)
         if self.backend == "onnx":
             self._session = _onnx_session(self.model, self.device, self.threads)
             return
+        import torch
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
         module = self.model.module.to(self.device).eval()
         if self.device.startswith("cuda"):
             # channels_last lets cuDNN pick tensor-core kernels for the convolutions
