@@ -1380,7 +1380,7 @@ def track_loss(
             ly_path = outputs.staged(loss_path) if loss_path else outputs.work / "loss_year.tif"
             ly: RasterWriter | None = None
             if loss_path is not None or report_path is not None:
-                ly = _LossYearWriter(
+                ly = RasterWriter(
                     ly_path, aligned.grid, 1, "uint16", LOSS_NODATA,
                     tags={
                         "GEOSEG_LOSS_YEAR": "year of the date of first confirmed forest loss; 0 = no loss; "
@@ -1392,7 +1392,7 @@ def track_loss(
                         **(tags or {}),  # e.g. a workflow's provenance record
                     },
                     band_descriptions=["loss_year"],
-                    palette=loss_year_palette(years[1:]),
+                    colormap=loss_year_palette(years[1:]),
                 )  # fmt: skip
                 writers.append(ly)
             want_polygons = out_path is not None
@@ -1507,18 +1507,6 @@ def loss_year_palette(years: Sequence[int]) -> dict[int, tuple[int, int, int, in
         r, g, b, _ = cmap(0.3 + 0.7 * k / max(len(uniq) - 1, 1))
         table[yr] = (round(255 * r), round(255 * g), round(255 * b), 255)
     return table
-
-
-@dataclass
-class _LossYearWriter(RasterWriter):
-    """A uint16 COG with a colour table (``RasterWriter`` gives one only to class maps)."""
-
-    palette: dict[int, tuple[int, int, int, int]] | None = None
-
-    def finish(self) -> Path:
-        if self.palette and self._ds is not None:
-            self._ds.write_colormap(1, self.palette)
-        return super().finish()
 
 
 __all__ = [

@@ -374,6 +374,7 @@ class RasterWriter:
     tags: dict[str, str] = field(default_factory=dict)
     band_descriptions: Sequence[str] | None = None
     resampling: str = "MODE"  # overviews of class maps must not invent classes
+    colormap: dict[int, tuple[int, int, int, int]] | None = None  # for non-class rasters (loss year)
     _ds: Any = None
 
     def __post_init__(self) -> None:
@@ -397,10 +398,11 @@ class RasterWriter:
         try:
             with rasterio.Env(**GDAL_ENV, GDAL_CACHEMAX=WRITE_CACHE_MB):
                 self._ds = rasterio.open(self._stage, "w", **profile)
-                if self.classes:
+                table = colour_table(self.classes) if self.classes else self.colormap
+                if table:
                     # before any block reaches the file: libtiff cannot change the
                     # photometric interpretation (palette) once blocks are written
-                    self._ds.write_colormap(1, colour_table(self.classes))
+                    self._ds.write_colormap(1, table)
                 if self.nodata is not None:
                     # Unwritten blocks read back as nodata, not 0 (0 is a real class).
                     self._ds.write(

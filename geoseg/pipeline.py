@@ -244,7 +244,7 @@ def connect(scheduler: str | None, workers: int | None, threads: int) -> Any:
         n_workers=n,
         threads_per_worker=1,
         processes=True,
-        dashboard_address=None,
+        dashboard_address=":0",  # any free port: the scheduler starts its HTTP server anyway
         memory_limit=0,
         silence_logs=logging.ERROR,
     )
