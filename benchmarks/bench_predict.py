@@ -284,7 +284,7 @@ def breakdown(
 ) -> dict[str, float]:
     """Time each non-model stage of the pipeline on its own, serially in this process.
 
-    Run in a fresh subprocess per import measurement so module caches do not hide costs;
+    Imports are timed in fresh subprocesses, so modules already loaded here hide nothing;
     the tile store and COG assembly are fed the classes of the real run (``output``).
     """
     import rasterio
@@ -292,7 +292,7 @@ def breakdown(
     from geoseg.inference import normalise
     from geoseg.model import read_spec
     from geoseg.mosaic import open_region
-    from geoseg.pipeline import TileStore, _assemble, connect
+    from geoseg.pipeline import TileStore, _assemble, connect, read_tiles
 
     say("\n### breakdown (each stage alone, serially, one process)")
     stages: dict[str, float] = {}
@@ -334,7 +334,12 @@ def breakdown(
     tiles = source.grid.tiles(args.tile, args.overlap)
     spec = read_spec(model)
     reads: list[tuple[np.ndarray, np.ndarray]] = []
-    timed(f"read {len(tiles)} windows", lambda: reads.extend(source.read(t.read) for t in tiles))
+    timed(f"read {len(tiles)} windows one by one", lambda: [source.read(t.read) for t in tiles])
+    batches = [tiles[i : i + args.batch] for i in range(0, len(tiles), args.batch)]
+    timed(
+        f"read {len(tiles)} windows, per batch (pipeline.read_tiles)",
+        lambda: reads.extend(r for b in batches for r in read_tiles(source, b)),
+    )
     timed("normalise", lambda: [normalise(p, v, spec) for p, v in reads])
     with rasterio.open(output) as ds:
         cores = {t.key: ds.read(1, window=t.core.to_rasterio()) for t in tiles}
@@ -407,7 +412,7 @@ def run_polled(cmd: Sequence[str], interval: float = 0.1) -> TreeRun:
     """Run ``cmd`` and poll its whole process tree's memory every ``interval`` seconds."""
     import psutil
 
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), _child_cpu()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     root = psutil.Process(proc.pid)
     peak = [0, 0, 0]
@@ -431,6 +436,7 @@ def run_polled(cmd: Sequence[str], interval: float = 0.1) -> TreeRun:
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-3000:]}")
     result = json.loads(out.strip().splitlines()[-1])
+    result["cpu"] = _child_cpu() - cpu  # the whole tree, reaped: client and workers
     roles: dict[str, int] = {}
     for key, v in by_pid.items():
         role = key.split()[0]
@@ -546,15 +552,21 @@ def scaling(args: argparse.Namespace, runs: dict[int, TreeRun] | None = None) ->
     missing = [s for s in args.scaling_sizes if s not in runs]
     runs.update(tree_runs(args, missing))
     rows = []
-    per = {}
+    per: dict[int, float] = {}
+    cpu_per: dict[int, float] = {}
     for s in args.scaling_sizes:
         r = runs[s]
         mp_ = s * s / 1e6
         per[s] = r.seconds / mp_
-        rows.append([f"{s} x {s}", mp_, r.seconds, 1000 * per[s], mp_ / r.seconds])
-    say(table(["scene", "MP", "predict() s", "ms / MP", "MP/s"], rows))
+        cpu_per[s] = r.result["cpu"] / mp_
+        rows.append([f"{s} x {s}", mp_, r.seconds, 1000 * per[s], mp_ / r.seconds, 1000 * cpu_per[s]])
+    say(table(["scene", "MP", "predict() s", "ms / MP", "MP/s", "CPU ms / MP (tree)"], rows))
     spread = max(per.values()) / min(per.values()) - 1
-    say(f"spread of s/MP: {100 * spread:.1f} % (goal within 10 %)")
+    cpu_spread = max(cpu_per.values()) / min(cpu_per.values()) - 1
+    say(
+        f"spread of s/MP: {100 * spread:.1f} % (goal within 10 %); of CPU s/MP: {100 * cpu_spread:.1f} % "
+        "(CPU includes each process's start-up)"
+    )
     # seconds = fixed + per_mp * MP: the fixed part (cluster start, model load, COG
     # finish) is what makes small scenes look slower per megapixel
     mps = np.array([s * s / 1e6 for s in args.scaling_sizes])
@@ -566,7 +578,13 @@ def scaling(args: argparse.Namespace, runs: dict[int, TreeRun] | None = None) ->
         f"{100 * worst:.1f} % of a run; marginal cost between the two largest: "
         f"{1000 * (secs[-1] - secs[-2]) / (mps[-1] - mps[-2]):.0f} ms/MP"
     )
-    return {"spread": spread, "s_per_mp": per, "fixed_s": fixed, "ms_per_mp": 1000 * slope}
+    return {
+        "spread": spread,
+        "cpu_spread": cpu_spread,
+        "s_per_mp": per,
+        "fixed_s": fixed,
+        "ms_per_mp": 1000 * slope,
+    }
 
 
 # --------------------------------------------------------------------------------------
