@@ -141,11 +141,11 @@ def _bare_worker(
     predictor = Predictor(load_checkpoint(model), device="cpu", backend=backend, threads=threads)
     rng = np.random.default_rng(os.getpid())
     batch = rng.normal(size=shape).astype(np.float32)  # normalised pixels: mean 0, std 1
-    predictor.probabilities(batch[:1])  # first call allocates; the pipeline pays it once per worker too
+    predictor.logits(batch[:1])  # first call allocates; the pipeline pays it once per worker too
     barrier.wait(timeout=600)
     t0, c0 = time.perf_counter(), time.process_time()
     for n in sizes:
-        predictor.classes(predictor.probabilities(batch[:n]))
+        predictor.classes(predictor.logits(batch[:n]))
     queue.put((t0, time.perf_counter(), time.process_time() - c0))
 
 
@@ -292,7 +292,7 @@ def breakdown(
     from geoseg.inference import normalise
     from geoseg.model import read_spec
     from geoseg.mosaic import open_region
-    from geoseg.pipeline import TileStore, _assemble, connect, read_tiles
+    from geoseg.pipeline import TileStore, _Outputs, connect, read_tiles
 
     say("\n### breakdown (each stage alone, serially, one process)")
     stages: dict[str, float] = {}
@@ -346,7 +346,9 @@ def breakdown(
     bd = args.workdir / "breakdown.tif"
     store = TileStore(bd, "breakdown", resume=False)
     timed("tile store put (client)", lambda: [store.put(t.key, cores[t.key], None) for t in tiles])
-    timed("COG assembly (client)", lambda: _assemble(store, tiles, source.grid, bd, spec, {}, None))
+    outputs = _Outputs(bd, source.grid, spec, {}, None)
+    timed("stage file writes, all tiles (client, overlapped with the workers)", lambda: [outputs.write(t, cores[t.key], None) for t in tiles])  # fmt: skip
+    timed("COG copy after the last tile (client)", outputs.finish)
     store.remove()
     bd.unlink(missing_ok=True)
     rows = [[k, v, 100 * v / bare] for k, v in stages.items()]

@@ -24,11 +24,21 @@ log = logging.getLogger(__name__)
 STRIDE = 32
 
 
-def normalise(pixels: np.ndarray, valid: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    """``(bands, h, w)`` raw pixels -> float32 ``(x - mean) / std``; invalid pixels 0 (the mean)."""
+def normalise(
+    pixels: np.ndarray, valid: np.ndarray, spec: ModelSpec, out: np.ndarray | None = None
+) -> np.ndarray:
+    """``(bands, h, w)`` raw pixels -> float32 ``(x - mean) / std``; invalid pixels 0 (the mean).
+
+    ``out`` (float32, same shape) receives the result, e.g. a slot of a preallocated batch:
+    normalising in place saves two full-size temporaries per tile and the batch copy.
+    """
     mean = np.asarray(spec.mean, dtype=np.float32)[:, None, None]
     std = np.asarray(spec.std, dtype=np.float32)[:, None, None]
-    out = (pixels.astype(np.float32) - mean) / std
+    if out is None:
+        out = np.empty(pixels.shape, dtype=np.float32)
+    # the same float32 arithmetic as (pixels.astype(float32) - mean) / std, bit for bit
+    np.subtract(pixels, mean, out=out, dtype=np.float32)
+    np.divide(out, std, out=out)
     out[:, ~valid] = 0.0
     return out
 
@@ -107,17 +117,22 @@ class Predictor:
     def spec(self) -> ModelSpec:
         return self.model.spec
 
-    def probabilities(self, batch: np.ndarray) -> np.ndarray:
-        """``(n, bands, h, w)`` float32 -> ``(n, classes, h, w)`` float32 softmax scores."""
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """``(n, bands, h, w)`` float32 -> ``(n, classes, h, w)`` float32 raw class scores."""
         if batch.ndim != 4 or batch.shape[1] != len(self.spec.bands):
             raise ModelError(f"batch of shape {batch.shape} does not fit a {len(self.spec.bands)}-band model")
         padded, h, w = pad_to_stride(np.ascontiguousarray(batch, dtype=np.float32))
         if self.backend == "onnx":
-            logits = self._session.run(None, {"input": padded})[0]
-            return _softmax(logits[:, :, :h, :w])
-        return self._torch_probabilities(padded)[:, :, :h, :w]
+            out = self._session.run(None, {"input": padded})[0]
+        else:
+            out = self._torch_logits(padded)
+        return out[:, :, :h, :w]
 
-    def _torch_probabilities(self, padded: np.ndarray) -> np.ndarray:
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """``(n, bands, h, w)`` float32 -> ``(n, classes, h, w)`` float32 softmax scores."""
+        return softmax(self.logits(batch))
+
+    def _torch_logits(self, padded: np.ndarray) -> np.ndarray:
         import torch
 
         x = torch.from_numpy(padded)
@@ -130,20 +145,23 @@ class Predictor:
                 )
                 with torch.autocast("cuda", dtype=self._amp_dtype, enabled=self._amp_dtype is not None):
                     logits = self.model.module(x)
-                probs = torch.softmax(logits.float(), dim=1)
-                return probs.cpu().numpy()
-            logits = self.model.module(x)
-            return torch.softmax(logits, dim=1).numpy()
+                return logits.float().cpu().numpy()
+            return self.model.module(x).numpy()
 
-    def classes(self, probabilities: np.ndarray) -> np.ndarray:
-        """Argmax over the class axis, as the spec's class ids (uint8)."""
-        return self.spec.class_ids[np.argmax(probabilities, axis=1)]
+    def classes(self, scores: np.ndarray, axis: int = 1) -> np.ndarray:
+        """Argmax over the class axis of logits or probabilities, as the spec's class ids (uint8).
+
+        Softmax keeps the order of the scores, so the pipeline takes the argmax of the
+        logits and computes probabilities only when they are asked for.
+        """
+        return self.spec.class_ids[np.argmax(scores, axis=axis)]
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
+def softmax(logits: np.ndarray, axis: int = 1) -> np.ndarray:
+    """Softmax over the class axis, float32."""
+    z = logits - logits.max(axis=axis, keepdims=True)
     np.exp(z, out=z)
-    z /= z.sum(axis=1, keepdims=True)
+    z /= z.sum(axis=axis, keepdims=True)
     return z.astype(np.float32, copy=False)
 
 
@@ -189,6 +207,11 @@ def _onnx_session(model: LoadedModel, device: str, threads: int | None) -> Any:
         log.info("exporting %s to ONNX at %s", model.path, path)
         export_onnx(model, path)
     opts = ort.SessionOptions()
+    # No memory pattern: ORT would plan and hold one arena block per input shape it has
+    # seen (a full batch and the smaller last one at least). Without it a worker peaks
+    # 250-530 MB lower (tiny model / Unet-resnet18, batch 4 x 640^2) and its first batches
+    # run faster; steady batches cost the same within noise (benchmarks/README.md).
+    opts.enable_mem_pattern = False
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1

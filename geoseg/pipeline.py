@@ -8,9 +8,10 @@ context on every side) and cropped to its core, so every output pixel is predict
 at least ``overlap`` pixels of context and tiles never need each other's results; see
 benchmarks/bench_seams.py for why cropping was chosen over blending.
 
-Finished tiles are written to a tile store (one small ``.npy`` per tile beside the
-output), which makes ``resume`` exact: a rerun predicts only the missing tiles. The store
-is then streamed, window by window, into the class COG. Nothing holds the whole raster.
+Each finished tile is written at once, window by window, into the class COG's stage file,
+and to a tile store (one small ``.npz`` per tile beside the output), which makes
+``resume`` exact: a rerun predicts only the missing tiles and writes the stored ones from
+the store. Nothing holds the whole raster.
 """
 
 from __future__ import annotations
@@ -161,31 +162,35 @@ def predict_reads(
     with_probabilities: bool = False,
 ) -> list[tuple[str, np.ndarray | None, np.ndarray | None]]:
     """``predict_tiles`` on pixels already read: ``reads[k]`` is tile k's ``(pixels, valid)``."""
-    from geoseg.inference import normalise
+    from geoseg.inference import normalise, softmax
 
     predictor = _predictor(model_path, device, backend, threads)
     spec = predictor.spec
     out: list[tuple[str, np.ndarray | None, np.ndarray | None]] = []
-    batch, valids, todo = [], [], []
+    todo: list[tuple[Tile, np.ndarray, np.ndarray]] = []
     for tile, (pixels, valid) in zip(tiles, reads, strict=True):
-        if not valid[tile.core_in_read.slices()].any():
+        if valid[tile.core_in_read.slices()].any():
+            todo.append((tile, pixels, valid))
+        else:
             out.append((tile.key, None, None))
-            continue
-        batch.append(normalise(pixels, valid, spec))
-        valids.append(valid)
-        todo.append(tile)
-    if todo:
-        probs = predictor.probabilities(np.stack(batch))
-        classes = predictor.classes(probs)
-        for k, tile in enumerate(todo):
-            core = tile.core_in_read.slices()
-            cls = classes[k][core]
-            cls[~valids[k][core]] = CLASS_NODATA
-            p8 = None
-            if with_probabilities:
-                p8 = np.round(probs[k][(slice(None), *core)] * 254).astype(np.uint8)
-                p8[:, ~valids[k][core]] = 255
-            out.append((tile.key, np.ascontiguousarray(cls), p8))
+    if not todo:
+        return out
+    # Normalised straight into the batch: no per-tile temporaries, no stacking copy.
+    batch = np.empty((len(todo), *todo[0][1].shape), dtype=np.float32)
+    for k, (_, pixels, valid) in enumerate(todo):
+        normalise(pixels, valid, spec, out=batch[k])
+    logits = predictor.logits(batch)
+    for k, (tile, _, valid) in enumerate(todo):
+        core = tile.core_in_read.slices()
+        scores = logits[k][(slice(None), *core)]  # only the core is kept: argmax nothing else
+        cls = predictor.classes(scores, axis=0)
+        invalid = ~valid[core]
+        cls[invalid] = CLASS_NODATA
+        p8 = None
+        if with_probabilities:
+            p8 = np.round(softmax(scores, axis=0) * 254).astype(np.uint8)
+            p8[:, invalid] = 255
+        out.append((tile.key, np.ascontiguousarray(cls), p8))
     return out
 
 
@@ -309,52 +314,6 @@ def predict(
     todo = [t for t in tiles if t.key not in done]
     batches = [todo[i : i + opts.batch_size] for i in range(0, len(todo), opts.batch_size)]
 
-    own_client = client is None
-    if own_client:
-        client = connect(scheduler, workers, opts.threads)
-    skipped = predicted = 0
-    try:
-        from distributed import as_completed
-
-        futures = [
-            client.submit(
-                predict_tiles,
-                source,
-                batch,
-                str(model_path),
-                dev,
-                be,
-                opts.threads,
-                prob_path is not None,
-                key=f"predict_tiles-{tokenize(token, [t.key for t in batch])}",
-                pure=False,
-            )
-            for batch in batches
-        ]
-        finished = len(done)
-        pixels = 0
-        t_start = time.perf_counter()
-        for future in as_completed(futures):
-            for key, classes, probs in future.result():
-                store.put(key, classes, probs)
-                finished += 1
-                if classes is None:
-                    skipped += 1
-                else:
-                    predicted += 1
-                    pixels += classes.size
-            future.release()
-            rate = pixels / 1e6 / max(time.perf_counter() - t_start, 1e-9)
-            report(progress, finished, len(tiles), f"{rate:.2f} MP/s")
-    except OSError as exc:
-        raise SchedulerError(f"lost the Dask cluster during prediction ({exc})") from exc
-    finally:
-        if own_client:
-            cluster = client.cluster
-            client.close()
-            if cluster is not None:
-                cluster.close()
-
     tags = {
         "GEOSEG_VERSION": __version__,
         "GEOSEG_MODEL": model_path.name,
@@ -363,7 +322,35 @@ def predict(
         "GEOSEG_PARAMS": json.dumps({"tile_size": opts.tile_size, "overlap": opts.overlap, "backend": be}),
         **(tags or {}),
     }
-    _assemble(store, tiles, grid, out_path, spec, tags, prob_path)
+    by_key = {t.key: t for t in tiles}
+    # The COG's stage file fills window by window while tiles finish; the tile store
+    # beside it is the resume record (a stage file cut off by SIGKILL is not trusted).
+    writer = _Outputs(out_path, grid, spec, tags, prob_path)
+    skipped = predicted = 0
+    own_client = client is None
+    try:
+        for key in sorted(done):
+            classes, probs = store.get(key)
+            writer.write(by_key[key], classes, probs)
+        if own_client:
+            client = connect(scheduler, workers, opts.threads)
+        try:
+            skipped, predicted = _run(
+                client, source, batches, str(model_path), dev, be, opts.threads, prob_path is not None,
+                token, store, writer, by_key, len(done), len(tiles), progress,
+            )  # fmt: skip
+        except OSError as exc:
+            raise SchedulerError(f"lost the Dask cluster during prediction ({exc})") from exc
+        finally:
+            if own_client and client is not None:
+                cluster = client.cluster
+                client.close()
+                if cluster is not None:
+                    cluster.close()
+        writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
     store.remove()
     return PredictResult(
         out_path,
@@ -377,44 +364,96 @@ def predict(
     )
 
 
-def _assemble(
+def _run(
+    client: Any,
+    source: Any,
+    batches: Sequence[Sequence[Tile]],
+    model_path: str,
+    device: str,
+    backend: str,
+    threads: int,
+    with_probabilities: bool,
+    token: str,
     store: TileStore,
-    tiles: Sequence[Tile],
-    grid: Grid,
-    out: Path,
-    spec: Any,
-    tags: dict[str, str],
-    prob_path: Path | None,
-) -> None:
-    """Stream the tile store into the class COG (and the probabilities COG)."""
-    writer = class_map_writer(out, grid, spec.classes, tags)
-    pwriter = None
-    if prob_path is not None:
-        pwriter = RasterWriter(
-            prob_path,
-            grid,
-            count=spec.n_classes,
-            dtype="uint8",
-            nodata=255,
-            resampling="AVERAGE",
-            band_descriptions=[c.name for c in spec.classes],
-            tags={**tags, "GEOSEG_SCALE": "probability = value / 254"},
+    writer: _Outputs,
+    by_key: dict[str, Tile],
+    finished: int,
+    total: int,
+    progress: Progress | None,
+) -> tuple[int, int]:
+    """Submit the batches, store and write each tile as it arrives -> ``(skipped, predicted)``."""
+    from dask.base import tokenize
+    from distributed import as_completed
+
+    args = (model_path, device, backend, threads, with_probabilities)
+    futures = [
+        client.submit(
+            predict_tiles,
+            source,
+            batch,
+            *args,
+            key=f"predict_tiles-{tokenize(token, [t.key for t in batch])}",
+            pure=False,
         )
-    try:
-        for tile in tiles:
-            classes, probs = store.get(tile.key)
-            if classes is not None:
-                writer.write(tile.core, classes)
-            if pwriter is not None and probs is not None:
-                pwriter.write(tile.core, probs)
-        writer.finish()
-        if pwriter is not None:
-            pwriter.finish()
-    except BaseException:
-        writer.abort()
-        if pwriter is not None:
-            pwriter.abort()
-        raise
+        for batch in batches
+    ]
+    skipped = predicted = pixels = 0
+    t_start = time.perf_counter()
+    for future in as_completed(futures):
+        for key, classes, probs in future.result():
+            store.put(key, classes, probs)
+            writer.write(by_key[key], classes, probs)
+            finished += 1
+            if classes is None:
+                skipped += 1
+            else:
+                predicted += 1
+                pixels += classes.size
+        future.release()
+        rate = pixels / 1e6 / max(time.perf_counter() - t_start, 1e-9)
+        report(progress, finished, total, f"{rate:.2f} MP/s")
+    return skipped, predicted
+
+
+class _Outputs:
+    """The class COG's writer and, when asked for, the probabilities COG's."""
+
+    def __init__(
+        self, out: Path, grid: Grid, spec: Any, tags: dict[str, str], prob_path: Path | None
+    ) -> None:
+        self.classes = class_map_writer(out, grid, spec.classes, tags)
+        self.probs: RasterWriter | None = None
+        if prob_path is not None:
+            try:
+                self.probs = RasterWriter(
+                    prob_path,
+                    grid,
+                    count=spec.n_classes,
+                    dtype="uint8",
+                    nodata=255,
+                    resampling="AVERAGE",
+                    band_descriptions=[c.name for c in spec.classes],
+                    tags={**tags, "GEOSEG_SCALE": "probability = value / 254"},
+                )
+            except BaseException:
+                self.classes.abort()
+                raise
+
+    def write(self, tile: Tile, classes: np.ndarray | None, probs: np.ndarray | None) -> None:
+        if classes is not None:
+            self.classes.write(tile.core, classes)
+        if self.probs is not None and probs is not None:
+            self.probs.write(tile.core, probs)
+
+    def finish(self) -> None:
+        self.classes.finish()
+        if self.probs is not None:
+            self.probs.finish()
+
+    def abort(self) -> None:
+        self.classes.abort()
+        if self.probs is not None:
+            self.probs.abort()
 
 
 def _ensure_onnx_export(model_path: Path) -> None:

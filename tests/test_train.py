@@ -138,8 +138,9 @@ def test_loop_reduces_loss_on_real_chips_and_checkpoint_carries_provenance(
     assert "paper" in spec.provenance["metrics"]
 
 
-def test_resume_continues_from_the_saved_epoch(tmp_path: Path, amazon: Any) -> None:
-    cfg = _cfg(tmp_path, epochs=2, patience=10)
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_continues_from_the_saved_epoch(tmp_path: Path, amazon: Any, ema: float) -> None:
+    cfg = _cfg(tmp_path, epochs=2, patience=10, ema=ema)
 
     def stop_after_first_epoch(done: int, total: int, postfix: str = "") -> None:
         raise KeyboardInterrupt  # as if the user pressed Ctrl-C after epoch 1
@@ -153,6 +154,20 @@ def test_resume_continues_from_the_saved_epoch(tmp_path: Path, amazon: Any) -> N
     assert [h["epoch"] for h in result.history] == [1, 2]
     assert result.history[0] == interrupted[0]  # epoch 1 came from the resume file, not rerun
     assert not state.exists() and Path(cfg.out).exists()
+    assert read_spec(cfg.out).provenance["config"]["ema"] == ema
+
+
+def test_weight_average_is_what_validates_and_ships(tmp_path: Path, amazon: Any) -> None:
+    from geoseg.model import load_checkpoint
+
+    raw = Trainer(_cfg(tmp_path, out=str(tmp_path / "raw.safetensors"), epochs=1), amazon).fit()
+    avg = Trainer(_cfg(tmp_path, out=str(tmp_path / "avg.safetensors"), epochs=1, ema=0.5), amazon).fit()
+    assert raw.history[0]["loss"] == avg.history[0]["loss"]  # the same raw training steps
+    a = load_checkpoint(tmp_path / "raw.safetensors").module.state_dict()
+    b = load_checkpoint(tmp_path / "avg.safetensors").module.state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # the average, not the last weights
+    with pytest.raises(ConfigError, match="ema must be in"):
+        Trainer(_cfg(tmp_path, ema=1.0), amazon).fit()
 
 
 def _write_labelset(tmp_path: Path, image: np.ndarray, mask: np.ndarray, values: dict[int, str]) -> Path:
