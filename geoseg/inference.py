@@ -73,6 +73,26 @@ def resolve_backend(backend: str, device: str) -> str:
     return backend
 
 
+# Input pixels per batch on CPU: 4 tiles of 640 x 640 (tile 512, overlap 64). Larger
+# batches run no faster on a CPU (each tile is already a big convolution) and only grow
+# ONNX Runtime's arena; smaller tiles get proportionally more tiles per batch.
+CPU_BATCH_PIXELS = 4 * 640 * 640
+# Working memory a CUDA forward pass may need per input pixel in mixed precision (live
+# activations, skips and cuDNN workspace); generous for the smp models (Unet-resnet18
+# needs ~100 bytes), so a batch always fits in the quarter of free memory it may use.
+CUDA_BYTES_PER_PIXEL = 2048
+
+
+def auto_batch_size(device: str, read_pixels: int) -> int:
+    """Tiles per batch for tiles of ``read_pixels`` input pixels each on ``device``."""
+    if device.startswith("cuda"):
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        return int(max(1, min(32, free // 4 // (CUDA_BYTES_PER_PIXEL * read_pixels))))
+    return int(max(1, min(16, round(CPU_BATCH_PIXELS / read_pixels))))
+
+
 def pad_to_stride(batch: np.ndarray, stride: int = STRIDE) -> tuple[np.ndarray, int, int]:
     """Reflect-pad ``(n, c, h, w)`` so h and w are multiples of ``stride``."""
     _, _, h, w = batch.shape

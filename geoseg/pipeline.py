@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 class PredictOptions:
     tile_size: int = 512
     overlap: int = 64
-    batch_size: int = 4
+    batch_size: int | None = None  # None: sized to the tile and device (inference.auto_batch_size)
     device: str = "auto"
     backend: str = "auto"
     threads: int = 1  # torch/ONNX threads per worker; one per core keeps results reproducible
@@ -52,8 +52,16 @@ class PredictOptions:
             raise GeosegError(f"--tile-size must be at least 16, got {self.tile_size}")
         if self.overlap < 0 or self.overlap >= self.tile_size:
             raise GeosegError(f"--overlap must be in 0..{self.tile_size - 1}, got {self.overlap}")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise GeosegError(f"--batch-size must be at least 1, got {self.batch_size}")
+
+    def batch_for(self, device: str) -> int:
+        """Tiles per batch on ``device`` (a resolved device name)."""
+        from geoseg.inference import auto_batch_size
+
+        if self.batch_size is not None:
+            return self.batch_size
+        return auto_batch_size(device, (self.tile_size + 2 * self.overlap) ** 2)
 
 
 @dataclass
@@ -263,7 +271,7 @@ def predict(
     *,
     tile_size: int = 512,
     overlap: int = 64,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     device: str = "auto",
     backend: str = "auto",
     workers: int | None = None,
@@ -312,7 +320,8 @@ def predict(
     store = TileStore(out_path, token, resume)
     done = store.done()
     todo = [t for t in tiles if t.key not in done]
-    batches = [todo[i : i + opts.batch_size] for i in range(0, len(todo), opts.batch_size)]
+    n = opts.batch_for(dev)
+    batches = [todo[i : i + n] for i in range(0, len(todo), n)]
 
     tags = {
         "GEOSEG_VERSION": __version__,

@@ -455,11 +455,14 @@ class Trainer:
                 best_state = {k: v.detach().clone() for k, v in scored.state_dict().items()}
             else:
                 stale += 1
-            # the resume file first: a progress callback may stop the run (Ctrl-C)
+            # the resume file first: a progress callback may stop the run (Ctrl-C); written
+            # aside and renamed, so a kill during the save never leaves a torn resume file
+            partial = state_path.with_name(state_path.name + ".partial")
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                         "averaged": averaged.state_dict() if averaged is not None else {},
                         "epoch": epoch + 1, "best": best, "stale": stale, "best_model": best_state,
-                        "history": json.dumps(history)}, state_path)  # fmt: skip
+                        "history": json.dumps(history)}, partial)  # fmt: skip
+            os.replace(partial, state_path)
             report(
                 progress,
                 epoch + 1,

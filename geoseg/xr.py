@@ -193,7 +193,7 @@ def predict_xr(
     model: str | os.PathLike[str],
     tile_size: int = 512,
     overlap: int = 64,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     device: str = "auto",
     backend: str = "auto",
     threads: int = 1,
@@ -262,8 +262,9 @@ def predict_xr(
     token = tokenize(data, str(model_path), file_sha256(model_path), opts, be, dev)
     n_rows, n_cols = max(t.row for t in tiles) + 1, max(t.col for t in tiles) + 1
     blocks: list[list[Any]] = [[None] * n_cols for _ in range(n_rows)]
-    for i in range(0, len(tiles), opts.batch_size):
-        batch = tiles[i : i + opts.batch_size]
+    n = opts.batch_for(dev)
+    for i in range(0, len(tiles), n):
+        batch = tiles[i : i + n]
         rs = [slice(t.read.row_off + ov, t.read.row_end + ov) for t in batch]
         cs = [slice(t.read.col_off + ov, t.read.col_end + ov) for t in batch]
         pixels = [padded[:, r, c] for r, c in zip(rs, cs, strict=True)]
@@ -276,7 +277,7 @@ def predict_xr(
             dev,
             be,
             opts.threads,
-            dask_key_name=f"predict_xr-{token}-{i // opts.batch_size}",
+            dask_key_name=f"predict_xr-{token}-{i // n}",
         )
         for k, tile in enumerate(batch):
             blocks[tile.row][tile.col] = dsa.from_delayed(cores[k], shape=tile.core.shape, dtype=np.uint8)

@@ -27,3 +27,12 @@ def test_hrnet_encoder_through_timm(tmp_path: Path) -> None:
         np.zeros((1, 3, 64, 64), np.float32)
     )
     assert probs.shape == (1, 2, 64, 64)
+
+
+def test_auto_batch_size_follows_the_tile_on_cpu() -> None:
+    from geoseg.inference import auto_batch_size
+
+    assert auto_batch_size("cpu", 640 * 640) == 4  # tile 512 + overlap 64: the measured default
+    assert auto_batch_size("cpu", 384 * 384) == 11  # smaller tiles, more per batch
+    assert auto_batch_size("cpu", 64 * 64) == 16  # capped
+    assert auto_batch_size("cpu", 4096 * 4096) == 1  # never zero

@@ -17,7 +17,12 @@ from geoseg.cli._progress import progress_bar
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Output class COG.")
 @click.option("--tile-size", default=512, show_default=True, help="Tile core size in pixels.")
 @click.option("--overlap", default=64, show_default=True, help="Context pixels read around each tile core.")
-@click.option("--batch-size", default=4, show_default=True, help="Tiles per model batch (and per Dask task).")
+@click.option(
+    "--batch-size",
+    type=int,
+    default=None,
+    help="Tiles per model batch (and per Dask task) [default: sized to tile and device: 4 at tile 512 on CPU].",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--backend", default="auto", show_default=True, type=click.Choice(["auto", "torch", "onnx"]))
 @click.option(
@@ -41,7 +46,7 @@ def command(
     out: Path,
     tile_size: int,
     overlap: int,
-    batch_size: int,
+    batch_size: int | None,
     device: str,
     backend: str,
     workers: int | None,
@@ -55,7 +60,7 @@ def command(
     from geoseg.pipeline import predict
 
     band_list = [b.strip() for b in bands.split(",")] if bands else None
-    with progress_bar("predict", unit="tile") as bar:
+    with progress_bar("predict", unit="tile", log_every=30) as bar:
         result = predict(
             list(images),
             model,

@@ -27,7 +27,7 @@ def command(config: Path, out: Path | None, epochs: int | None, resume: bool) ->
         cfg = dataclasses.replace(cfg, out=str(out))
     if epochs is not None:
         cfg = dataclasses.replace(cfg, epochs=epochs)
-    with progress_bar("train", unit="epoch") as bar:
+    with progress_bar("train", unit="epoch", log_every=0) as bar:
         result = train(cfg, progress=bar, resume=resume)
     click.echo(result.scores.table())
     if "paper" in result.provenance["metrics"]:
