@@ -7,8 +7,10 @@ of the same weights). ``Predictor`` hides which one runs.
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,10 +45,26 @@ def normalise(
     return out
 
 
+def no_gpu_here() -> bool:
+    """True when this machine certainly has no usable CUDA GPU, decided without torch.
+
+    On Linux the CUDA driver talks to the GPU through ``/dev/nvidia*`` device nodes
+    (``/dev/dxg`` under WSL2); with none of them, or with ``CUDA_VISIBLE_DEVICES`` empty or
+    -1, CUDA cannot run. Elsewhere nothing is certain and torch has to be asked.
+    """
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return True
+    if not sys.platform.startswith("linux"):
+        return False
+    return not (glob.glob("/dev/nvidia[0-9]*") or os.path.exists("/dev/dxg"))
+
+
 def resolve_device(device: str = "auto") -> str:
     """``auto`` -> ``cuda`` when a CUDA GPU is present, else ``cpu``."""
-    if device == "cpu":
-        return device  # no torch import: ONNX workers never need torch (~2 s, ~200 MB)
+    if device == "cpu" or (device == "auto" and no_gpu_here()):
+        # no torch import: a CPU client or ONNX worker never needs torch (1-2 s, ~200 MB)
+        return "cpu"
     import torch
 
     if device == "auto":

@@ -392,7 +392,11 @@ class RasterWriter:
             "tiled": True,
             "blockxsize": COG_BLOCK,
             "blockysize": COG_BLOCK,
+            # The stage file lives only until finish(): the fastest DEFLATE level writes
+            # its blocks ~6x faster than the default level for ~17 % more temporary bytes
+            # (4096^2 class map: 0.05 vs 0.32 s), and the COG copy recompresses anyway.
             "compress": "DEFLATE",
+            "zlevel": 1,
             "BIGTIFF": "IF_SAFER",
         }
         try:

@@ -58,6 +58,10 @@ class TrainConfig:
     class_weights: str | list[float] | None = None  # None, "balanced" or a list
     flips: bool = True
     brightness: float = 0.0  # +- relative brightness jitter
+    # +- per-band gain and offset (in standard deviations) jitter: scenes of one label set
+    # differ in radiometry (sun, haze, soil colour), and a model that saw each band shifted
+    # on its own relies less on one scene's colour balance
+    colour: float = 0.0
     scale: float = 0.0  # +- relative zoom jitter
     holdout: str = "bottom-right"  # single scenes: which quarter validates
     patience: int = 6
@@ -329,6 +333,10 @@ class ChipSampler:
             x, y = _fit(x, y, self.size)
             if self.cfg.brightness:
                 x = x * (1 + self.rng.uniform(-self.cfg.brightness, self.cfg.brightness))
+            if self.cfg.colour:
+                jitter, nb = self.cfg.colour, x.shape[0]
+                gain = 1 + self.rng.uniform(-jitter, jitter, (nb, 1, 1))
+                x = x * gain + self.rng.uniform(-jitter, jitter, (nb, 1, 1))
             if self.cfg.flips:
                 k = int(self.rng.integers(4))
                 x, y = np.rot90(x, k, axes=(1, 2)), np.rot90(y, k)
