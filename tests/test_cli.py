@@ -164,3 +164,23 @@ def test_demo_real(shared_data: Path, tmp_path: Path) -> None:
     assert acc["evaluate"]["dataset"] == "amazon-s2-rgb" and acc["evaluate"]["paper"]["tiles"] == 15
     if shipped:
         assert acc["evaluate"]["accuracy"] > 0.85
+
+
+def test_progress_writes_plain_lines_when_stderr_is_not_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    from geoseg.cli._progress import progress_bar
+
+    with progress_bar("train", unit="epoch", log_every=0) as bar:
+        for i in range(1, 4):
+            bar(i, 3, f"loss {1 / i:.2f}")
+    assert capsys.readouterr().err.splitlines() == [
+        "train: 1/3 epoch loss 1.00",
+        "train: 2/3 epoch loss 0.50",
+        "train: 3/3 epoch loss 0.33",
+    ]
+    with progress_bar("predict", log_every=3600) as bar:
+        for i in range(1, 11):
+            bar(i, 10)
+    assert capsys.readouterr().err.splitlines() == ["predict: 1/10 tile", "predict: 10/10 tile"]  # first, last
+    with progress_bar("vectorize") as bar:  # no log_every: silent, as before
+        bar(1, 2)
+    assert capsys.readouterr().err == ""

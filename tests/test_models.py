@@ -36,3 +36,17 @@ def test_auto_batch_size_follows_the_tile_on_cpu() -> None:
     assert auto_batch_size("cpu", 384 * 384) == 11  # smaller tiles, more per batch
     assert auto_batch_size("cpu", 64 * 64) == 16  # capped
     assert auto_batch_size("cpu", 4096 * 4096) == 1  # never zero
+
+
+def test_cpu_client_decides_auto_device_without_importing_torch() -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from geoseg.inference import no_gpu_here, resolve_device; "
+        "print(no_gpu_here(), resolve_device('auto'), 'torch' in sys.modules)"
+    )
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # hides any GPU, as CUDA itself would
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == ["True", "cpu", "False"]

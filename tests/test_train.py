@@ -200,6 +200,23 @@ def _write_labelset(tmp_path: Path, image: np.ndarray, mask: np.ndarray, values:
     return cat
 
 
+def test_colour_jitter_shifts_each_band_on_its_own(tmp_path: Path, amazon: Any) -> None:
+    from geoseg.train import ChipSampler
+
+    def chips(colour: float) -> tuple[np.ndarray, np.ndarray]:
+        cfg = _cfg(tmp_path, colour=colour, flips=False)
+        return ChipSampler(amazon.train, 64, [50.0] * 3, [10.0] * 3, cfg).batch(1)  # the same first chip
+
+    (x0, y0), (x1, y1) = chips(0.0), chips(0.3)
+    np.testing.assert_array_equal(y0, y1)
+    # per band, x1 = gain * x0 + offset, each within +-0.3, each band its own
+    fits = [np.polyfit(x0[0, b].ravel(), x1[0, b].ravel(), 1) for b in range(3)]
+    for gain, offset in fits:
+        assert abs(gain - 1) <= 0.3 + 1e-4 and abs(offset) <= 0.3 + 1e-4
+    assert len({round(float(g), 4) for g, _ in fits}) == 3
+    assert not np.array_equal(x0, x1)
+
+
 def test_bad_training_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GEOSEG_DATA", str(tmp_path / "data"))
     image = np.full((3, 40, 40), 9, np.uint8)
