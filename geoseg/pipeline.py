@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from geoseg import __version__
-from geoseg.errors import GeosegError, MissingFileError, ModelError, SchedulerError
+from geoseg.errors import GeosegError, MissingFileError, ModelError, OutputError, SchedulerError
 from geoseg.grid import Grid, Tile, Window
 from geoseg.io import CLASS_NODATA, RasterSource, RasterWriter, check_writable, class_map_writer
 from geoseg.mosaic import open_region
@@ -348,6 +348,8 @@ def predict(
                 client, source, batches, str(model_path), dev, be, opts.threads, prob_path is not None,
                 token, store, writer, by_key, len(done), len(tiles), progress,
             )  # fmt: skip
+        except GeosegError:
+            raise  # e.g. an OutputError (an OSError too) when the COG cannot be written
         except OSError as exc:
             raise SchedulerError(f"lost the Dask cluster during prediction ({exc})") from exc
         finally:
@@ -449,10 +451,13 @@ class _Outputs:
                 raise
 
     def write(self, tile: Tile, classes: np.ndarray | None, probs: np.ndarray | None) -> None:
-        if classes is not None:
-            self.classes.write(tile.core, classes)
-        if self.probs is not None and probs is not None:
-            self.probs.write(tile.core, probs)
+        for writer, data in ((self.classes, classes), (self.probs, probs)):
+            if writer is None or data is None:
+                continue
+            try:
+                writer.write(tile.core, data)
+            except OSError as exc:  # a full disk, a vanished folder: the output's fault
+                raise OutputError(f"cannot be written ({exc})", writer.path) from exc
 
     def finish(self) -> None:
         self.classes.finish()

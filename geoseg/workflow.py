@@ -168,7 +168,9 @@ SPECS: dict[str, dict[str, Param]] = {
         "bands": Param("strs", None),
         "tile_size": Param("int", 512, minimum=16),
         "overlap": Param("int", 64, minimum=0),
-        "batch_size": Param("int", None, minimum=1, help="tiles per batch; default: sized to tile and device"),
+        "batch_size": Param(
+            "int", None, minimum=1, help="tiles per batch; default: sized to tile and device"
+        ),
         "device": Param("str", "auto"),
         "backend": Param("str", "auto", choices=("auto", "torch", "onnx")),
         "threads": Param("int", 1, minimum=1),

@@ -166,7 +166,9 @@ def test_demo_real(shared_data: Path, tmp_path: Path) -> None:
         assert acc["evaluate"]["accuracy"] > 0.85
 
 
-def test_progress_writes_plain_lines_when_stderr_is_not_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+def test_progress_writes_plain_lines_when_stderr_is_not_a_terminal(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from geoseg.cli._progress import progress_bar
 
     with progress_bar("train", unit="epoch", log_every=0) as bar:
@@ -180,7 +182,10 @@ def test_progress_writes_plain_lines_when_stderr_is_not_a_terminal(capsys: pytes
     with progress_bar("predict", log_every=3600) as bar:
         for i in range(1, 11):
             bar(i, 10)
-    assert capsys.readouterr().err.splitlines() == ["predict: 1/10 tile", "predict: 10/10 tile"]  # first, last
+    assert capsys.readouterr().err.splitlines() == [
+        "predict: 1/10 tile",
+        "predict: 10/10 tile",
+    ]  # first, last
     with progress_bar("vectorize") as bar:  # no log_every: silent, as before
         bar(1, 2)
     assert capsys.readouterr().err == ""

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from geoseg.cli import main
 from geoseg.errors import ModelError, OutputError, SchedulerError
-from geoseg.grid import Grid
+from geoseg.grid import Grid, Window
 from geoseg.io import open_raster, validate_cog
 from geoseg.model import init_checkpoint, load_checkpoint, make_spec, read_spec, save_checkpoint
 from geoseg.pipeline import predict
@@ -390,3 +390,26 @@ def test_resume_after_sigkill_is_identical(tmp_path: Path, scene: Path, tiny_mod
     assert f"{finished} resumed" in r.output
     assert out.read_bytes() == full.read_bytes()
     assert not store.exists()
+
+
+def test_write_failure_mid_run_is_an_output_error_and_leaves_no_output(
+    tmp_path: Path, scene: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from geoseg import io
+
+    real_write = io.RasterWriter.write
+    calls = []
+
+    def failing_write(self: io.RasterWriter, window: Window, data: np.ndarray) -> None:
+        calls.append(window)
+        if len(calls) == 3:  # the third finished tile: the run is well under way
+            raise rasterio.errors.RasterioIOError("No space left on device")
+        real_write(self, window, data)
+
+    monkeypatch.setattr(io.RasterWriter, "write", failing_write)
+    out = tmp_path / "map.tif"
+    with pytest.raises(OutputError, match=r"map\.tif.*cannot be written.*No space left"):
+        predict([scene], tiny_model, out, tile_size=64, overlap=16, workers=1, batch_size=4, backend="torch")
+    assert len(calls) == 3  # written while tiles finished, not after the last one
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == [".map.tif.tiles"]  # no COG, no stage file; the finished tiles stay for --resume
