@@ -8,6 +8,7 @@ loading a checkpoint never unpickles anything and cannot run code.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -267,6 +268,16 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The file's sha256, remembered per (path, inode, size, mtime): a predict asks several times.
+
+    Checkpoints are written aside and renamed into place, so a rewritten one is a new inode.
+    """
+    st = os.stat(path)
+    return _sha256(str(Path(path).resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, inode: int, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

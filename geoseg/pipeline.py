@@ -264,6 +264,37 @@ def connect(scheduler: str | None, workers: int | None, threads: int) -> Any:
     return Client(cluster)
 
 
+def _close(client: Any) -> None:
+    cluster = client.cluster
+    client.close()
+    if cluster is not None:
+        cluster.close()
+
+
+class _ClusterStart:
+    """A LocalCluster being started in a thread; ``client()`` waits for it."""
+
+    def __init__(self, workers: int | None, threads: int) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="geoseg-cluster")
+        self._future = self._pool.submit(connect, None, workers, threads)
+        self._taken = False
+
+    def client(self) -> Any:
+        self._taken = True
+        return self._future.result()
+
+    def close(self) -> None:
+        """Close the cluster if nobody took it (an error came first), and the thread."""
+        if not self._taken:
+            try:
+                _close(self._future.result())
+            except Exception:  # a cluster that failed to start has nothing to close
+                log.debug("local cluster did not start", exc_info=True)
+        self._pool.shutdown()
+
+
 def predict(
     images: Sequence[str | os.PathLike[str]],
     model: str | os.PathLike[str],
@@ -288,10 +319,8 @@ def predict(
 
     ``tags`` are added to the COG's metadata (e.g. a workflow's provenance record).
     """
-    from dask.base import tokenize
 
-    from geoseg.inference import resolve_backend, resolve_device
-    from geoseg.model import file_sha256, read_spec, resolve_model_path
+    from geoseg.model import read_spec, resolve_model_path
 
     t0 = time.perf_counter()
     opts = PredictOptions(tile_size, overlap, batch_size, device, backend, threads)
@@ -306,6 +335,44 @@ def predict(
             f"{model_path.name} expects {len(spec.bands)} bands ({', '.join(spec.bands)}) but "
             f"{_label(images)} has {source.count} ({', '.join(source.band_names)}); select bands with --bands"
         )
+    own_client = client is None
+    # A LocalCluster takes ~0.6 s to start: it starts now, beside the rest of the checks
+    # and the planning, instead of after them. A remote scheduler is reached later, so a
+    # bad input still fails before any wait for the network.
+    starting = _ClusterStart(workers, opts.threads) if own_client and not scheduler else None
+    try:
+        return _plan_and_run(
+            images, model_path, spec, source, out, probabilities, opts, scheduler, workers, client,
+            starting, resume, progress, tags or {}, t0,
+        )  # fmt: skip
+    finally:
+        if starting is not None:
+            starting.close()
+
+
+def _plan_and_run(
+    images: Sequence[str | os.PathLike[str]],
+    model_path: Path,
+    spec: Any,
+    source: Any,
+    out: str | os.PathLike[str],
+    probabilities: str | os.PathLike[str] | None,
+    opts: PredictOptions,
+    scheduler: str | None,
+    workers: int | None,
+    client: Any,
+    starting: _ClusterStart | None,
+    resume: bool,
+    progress: Progress | None,
+    extra_tags: dict[str, str],
+    t0: float,
+) -> PredictResult:
+    """``predict`` after its first checks: the rest of the checks, the tiles, the run."""
+    from dask.base import tokenize
+
+    from geoseg.inference import resolve_backend, resolve_device
+    from geoseg.model import file_sha256
+
     out_path = check_writable(out, images)
     prob_path = check_writable(probabilities, images) if probabilities else None
     dev = resolve_device(opts.device)
@@ -329,7 +396,7 @@ def predict(
         "GEOSEG_MODEL_SHA256": file_sha256(model_path),
         "GEOSEG_INPUTS": json.dumps([str(Path(p)) for p in images]),
         "GEOSEG_PARAMS": json.dumps({"tile_size": opts.tile_size, "overlap": opts.overlap, "backend": be}),
-        **(tags or {}),
+        **extra_tags,
     }
     by_key = {t.key: t for t in tiles}
     # The COG's stage file fills window by window while tiles finish; the tile store
@@ -341,7 +408,10 @@ def predict(
         for key in sorted(done):
             classes, probs = store.get(key)
             writer.write(by_key[key], classes, probs)
-        if own_client:
+        own_client = client is None
+        if starting is not None:
+            client = starting.client()
+        elif own_client:
             client = connect(scheduler, workers, opts.threads)
         try:
             skipped, predicted = _run(
@@ -354,10 +424,7 @@ def predict(
             raise SchedulerError(f"lost the Dask cluster during prediction ({exc})") from exc
         finally:
             if own_client and client is not None:
-                cluster = client.cluster
-                client.close()
-                if cluster is not None:
-                    cluster.close()
+                _close(client)
         writer.finish()
     except BaseException:
         writer.abort()
