@@ -458,7 +458,7 @@ def _one(args: argparse.Namespace) -> None:
         overlap=args.overlap,
         batch_size=args.batch,
         backend=args.backend,
-        device="cpu",
+        device="auto",  # the default a user gets (deciding it must not cost a torch import)
         workers=args.workers,
         threads=args.threads,
     )

@@ -11,6 +11,7 @@ import glob
 import logging
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,20 +156,25 @@ class Predictor:
     def spec(self) -> ModelSpec:
         return self.model.spec
 
-    def logits(self, batch: np.ndarray) -> np.ndarray:
-        """``(n, bands, h, w)`` float32 -> ``(n, classes, h, w)`` float32 raw class scores."""
+    def logits(self, batch: np.ndarray, tta: bool = False) -> np.ndarray:
+        """``(n, bands, h, w)`` float32 -> ``(n, classes, h, w)`` float32 raw class scores.
+
+        ``tta``: the mean over the 8 rotations and flips of the batch (``dihedral_mean``).
+        """
         if batch.ndim != 4 or batch.shape[1] != len(self.spec.bands):
             raise ModelError(f"batch of shape {batch.shape} does not fit a {len(self.spec.bands)}-band model")
         padded, h, w = pad_to_stride(np.ascontiguousarray(batch, dtype=np.float32))
-        if self.backend == "onnx":
-            out = self._session.run(None, {"input": padded})[0]
-        else:
-            out = self._torch_logits(padded)
+        out = dihedral_mean(self._forward, padded) if tta else self._forward(padded)
         return out[:, :, :h, :w]
 
-    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+    def _forward(self, padded: np.ndarray) -> np.ndarray:
+        if self.backend == "onnx":
+            return self._session.run(None, {"input": padded})[0]
+        return self._torch_logits(padded)
+
+    def probabilities(self, batch: np.ndarray, tta: bool = False) -> np.ndarray:
         """``(n, bands, h, w)`` float32 -> ``(n, classes, h, w)`` float32 softmax scores."""
-        return softmax(self.logits(batch))
+        return softmax(self.logits(batch, tta))
 
     def _torch_logits(self, padded: np.ndarray) -> np.ndarray:
         import torch
@@ -193,6 +199,31 @@ class Predictor:
         logits and computes probabilities only when they are asked for.
         """
         return self.spec.class_ids[np.argmax(scores, axis=axis)]
+
+
+# The 8 symmetries of the square: 4 rotations, each with and without a left-right flip.
+DIHEDRAL = [(k, flip) for k in range(4) for flip in (False, True)]
+
+
+def dihedral_mean(forward: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
+    """Test-time augmentation: ``forward`` of each rotation/flip of ``(n, c, h, w)`` ``x``,
+    mapped back and averaged. Land cover has no up or left, so the model should not
+    either; the mean of the 8 views smooths what it learnt one way round (8x the cost).
+    """
+    total: np.ndarray | None = None
+    for k, flip in DIHEDRAL:
+        view = np.rot90(x, k, axes=(2, 3))
+        view = view[..., ::-1] if flip else view
+        y = forward(np.ascontiguousarray(view))
+        y = y[..., ::-1] if flip else y
+        y = np.rot90(y, -k, axes=(2, 3))
+        if total is None:
+            total = np.array(y, dtype=np.float32)
+        else:
+            total += y
+    assert total is not None
+    total /= len(DIHEDRAL)
+    return total
 
 
 def softmax(logits: np.ndarray, axis: int = 1) -> np.ndarray:

@@ -46,6 +46,7 @@ class PredictOptions:
     device: str = "auto"
     backend: str = "auto"
     threads: int = 1  # torch/ONNX threads per worker; one per core keeps results reproducible
+    tta: bool = False  # mean over the 8 rotations/flips of each tile (inference.dihedral_mean)
 
     def __post_init__(self) -> None:
         if self.tile_size < 16:
@@ -150,6 +151,7 @@ def predict_tiles(
     backend: str,
     threads: int,
     with_probabilities: bool = False,
+    tta: bool = False,
 ) -> list[tuple[str, np.ndarray | None, np.ndarray | None]]:
     """Read, normalise and predict a batch of tiles -> ``(key, core classes, core probs)``.
 
@@ -157,7 +159,7 @@ def predict_tiles(
     model. Invalid pixels come out as nodata (255).
     """
     reads = read_tiles(source, tiles)
-    return predict_reads(reads, tiles, model_path, device, backend, threads, with_probabilities)
+    return predict_reads(reads, tiles, model_path, device, backend, threads, with_probabilities, tta)
 
 
 def predict_reads(
@@ -168,6 +170,7 @@ def predict_reads(
     backend: str,
     threads: int,
     with_probabilities: bool = False,
+    tta: bool = False,
 ) -> list[tuple[str, np.ndarray | None, np.ndarray | None]]:
     """``predict_tiles`` on pixels already read: ``reads[k]`` is tile k's ``(pixels, valid)``."""
     from geoseg.inference import normalise, softmax
@@ -187,7 +190,7 @@ def predict_reads(
     batch = np.empty((len(todo), *todo[0][1].shape), dtype=np.float32)
     for k, (_, pixels, valid) in enumerate(todo):
         normalise(pixels, valid, spec, out=batch[k])
-    logits = predictor.logits(batch)
+    logits = predictor.logits(batch, tta)
     for k, (tile, _, valid) in enumerate(todo):
         core = tile.core_in_read.slices()
         scores = logits[k][(slice(None), *core)]  # only the core is kept: argmax nothing else
@@ -314,16 +317,19 @@ def predict(
     bands: Sequence[str | int] | None = None,
     progress: Progress | None = None,
     tags: dict[str, str] | None = None,
+    tta: bool = False,
 ) -> PredictResult:
     """Predict a class COG for one scene or a mosaic of adjacent scenes (see ``geoseg predict``).
 
     ``tags`` are added to the COG's metadata (e.g. a workflow's provenance record).
+    ``tta`` averages the model over the 8 rotations and flips of each tile (8x the model
+    time; ``inference.dihedral_mean``).
     """
 
     from geoseg.model import read_spec, resolve_model_path
 
     t0 = time.perf_counter()
-    opts = PredictOptions(tile_size, overlap, batch_size, device, backend, threads)
+    opts = PredictOptions(tile_size, overlap, batch_size, device, backend, threads, tta)
     for image in images:  # the inputs first: they are what a user most often mistypes
         if not Path(image).exists() and not str(image).startswith("/vsi"):
             raise MissingFileError("no such file; check the path", image)
@@ -382,7 +388,14 @@ def _plan_and_run(
     grid = source.grid
     tiles = grid.tiles(opts.tile_size, opts.overlap)
     token = tokenize(
-        source, str(model_path), file_sha256(model_path), opts.tile_size, opts.overlap, be, bool(prob_path)
+        source,
+        str(model_path),
+        file_sha256(model_path),
+        opts.tile_size,
+        opts.overlap,
+        be,
+        bool(prob_path),
+        opts.tta,
     )
     store = TileStore(out_path, token, resume)
     done = store.done()
@@ -395,7 +408,9 @@ def _plan_and_run(
         "GEOSEG_MODEL": model_path.name,
         "GEOSEG_MODEL_SHA256": file_sha256(model_path),
         "GEOSEG_INPUTS": json.dumps([str(Path(p)) for p in images]),
-        "GEOSEG_PARAMS": json.dumps({"tile_size": opts.tile_size, "overlap": opts.overlap, "backend": be}),
+        "GEOSEG_PARAMS": json.dumps(
+            {"tile_size": opts.tile_size, "overlap": opts.overlap, "backend": be, "tta": opts.tta}
+        ),
         **extra_tags,
     }
     by_key = {t.key: t for t in tiles}
@@ -415,7 +430,8 @@ def _plan_and_run(
             client = connect(scheduler, workers, opts.threads)
         try:
             skipped, predicted = _run(
-                client, source, batches, str(model_path), dev, be, opts.threads, prob_path is not None,
+                client, source, batches,
+                (str(model_path), dev, be, opts.threads, prob_path is not None, opts.tta),
                 token, store, writer, by_key, len(done), len(tiles), progress,
             )  # fmt: skip
         except GeosegError:
@@ -446,11 +462,7 @@ def _run(
     client: Any,
     source: Any,
     batches: Sequence[Sequence[Tile]],
-    model_path: str,
-    device: str,
-    backend: str,
-    threads: int,
-    with_probabilities: bool,
+    task_args: tuple[Any, ...],
     token: str,
     store: TileStore,
     writer: _Outputs,
@@ -459,17 +471,19 @@ def _run(
     total: int,
     progress: Progress | None,
 ) -> tuple[int, int]:
-    """Submit the batches, store and write each tile as it arrives -> ``(skipped, predicted)``."""
+    """Submit the batches, store and write each tile as it arrives -> ``(skipped, predicted)``.
+
+    ``task_args`` follow the tiles in ``predict_tiles``'s arguments.
+    """
     from dask.base import tokenize
     from distributed import as_completed
 
-    args = (model_path, device, backend, threads, with_probabilities)
     futures = [
         client.submit(
             predict_tiles,
             source,
             batch,
-            *args,
+            *task_args,
             key=f"predict_tiles-{tokenize(token, [t.key for t in batch])}",
             pure=False,
         )

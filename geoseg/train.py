@@ -495,10 +495,10 @@ class Trainer:
         state_path.unlink(missing_ok=True)
         return TrainResult(out, final, history, provenance)
 
-    def _predict(self, model: Any, spec: Any, s: Sample) -> np.ndarray:
+    def _predict(self, model: Any, spec: Any, s: Sample, tta: bool = False) -> np.ndarray:
         import torch
 
-        from geoseg.inference import pad_to_stride
+        from geoseg.inference import dihedral_mean, pad_to_stride
 
         x = (s.image - np.asarray(spec.mean, np.float32)[:, None, None]) / np.asarray(spec.std, np.float32)[
             :, None, None
@@ -506,24 +506,28 @@ class Trainer:
         x[:, ~s.valid] = 0
         padded, h, w = pad_to_stride(x[None].astype(np.float32))
         model.eval()
-        with torch.inference_mode():
-            logits = model(torch.from_numpy(padded))[0, :, :h, :w]
-        pred = logits.argmax(0).numpy().astype(np.uint8)
+
+        def forward(a: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                return model(torch.from_numpy(a)).numpy()
+
+        logits = dihedral_mean(forward, padded) if tta else forward(padded)
+        pred = logits[0, :, :h, :w].argmax(0).astype(np.uint8)
         pred[~s.valid] = IGNORE
         return pred
 
-    def validate(self, model: Any, spec: Any) -> Scores:
+    def validate(self, model: Any, spec: Any, tta: bool = False) -> Scores:
         n = len(self.data.classes)
         matrix = np.zeros((n, n), dtype=np.int64)
         for s in self.data.val:
-            matrix += confusion(s.labels, self._predict(model, spec, s), n)
+            matrix += confusion(s.labels, self._predict(model, spec, s, tta), n)
         return Scores(matrix, [c.name for c in self.data.classes])
 
-    def paper_metric(self, model: Any, spec: Any) -> dict[str, float]:
+    def paper_metric(self, model: Any, spec: Any, tta: bool = False) -> dict[str, float]:
         n = len(self.data.classes)
         pm = PaperMetric()
         for s in self.data.val:
-            pm.add(confusion(s.labels, self._predict(model, spec, s), n))
+            pm.add(confusion(s.labels, self._predict(model, spec, s, tta), n))
         return pm.as_dict()
 
 
@@ -582,9 +586,16 @@ def train(cfg: TrainConfig, progress: Progress | None = None, resume: bool = Fal
 
 
 def evaluate(
-    model: str | os.PathLike[str], dataset: str, split: str = "validation", threads: int | None = None
+    model: str | os.PathLike[str],
+    dataset: str,
+    split: str = "validation",
+    threads: int | None = None,
+    tta: bool = False,
 ) -> dict[str, Any]:
-    """Score a checkpoint on a catalog label set's split: pooled metrics (+ the paper's)."""
+    """Score a checkpoint on a catalog label set's split: pooled metrics (+ the paper's).
+
+    ``tta`` scores the mean over the 8 rotations/flips of each image, as ``predict --tta``.
+    """
     import torch
 
     from geoseg.model import load_checkpoint
@@ -605,15 +616,16 @@ def evaluate(
         )
     trainer = Trainer.__new__(Trainer)
     trainer.cfg, trainer.data = cfg, data
-    scores = trainer.validate(loaded.module, spec)
+    scores = trainer.validate(loaded.module, spec, tta)
     out: dict[str, Any] = {
         "model": str(loaded.path),
         "sha256": loaded.sha256,
         "dataset": dataset,
         "split": split,
+        "tta": tta,
     }
     out.update(scores.as_dict())
     out["table"] = scores.table()
     if dataset == "amazon-s2-rgb":
-        out["paper"] = trainer.paper_metric(loaded.module, spec)
+        out["paper"] = trainer.paper_metric(loaded.module, spec, tta)
     return out

@@ -174,6 +174,7 @@ SPECS: dict[str, dict[str, Param]] = {
         "device": Param("str", "auto"),
         "backend": Param("str", "auto", choices=("auto", "torch", "onnx")),
         "threads": Param("int", 1, minimum=1),
+        "tta": Param("bool", False, help="mean over the 8 rotations/flips of each tile (8x the model time)"),
     },
     "vectorize": {
         "map": Param("ref", required=True),

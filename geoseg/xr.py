@@ -111,6 +111,7 @@ def _predict_batch(
     device: str,
     backend: str,
     threads: int,
+    tta: bool = False,
 ) -> list[np.ndarray]:
     """One task: the class codes of each tile's core (255 for all-nodata tiles).
 
@@ -121,7 +122,7 @@ def _predict_batch(
     with _LOAD_LOCK:
         _predictor(model_path, device, backend, threads)  # load once, not once per thread
     results = predict_reads(
-        list(zip(pixels, valids, strict=True)), tiles, model_path, device, backend, threads
+        list(zip(pixels, valids, strict=True)), tiles, model_path, device, backend, threads, tta=tta
     )
     return [
         np.full(tile.core.shape, CLASS_NODATA, np.uint8) if classes is None else classes
@@ -197,6 +198,7 @@ def predict_xr(
     device: str = "auto",
     backend: str = "auto",
     threads: int = 1,
+    tta: bool = False,
 ) -> xr.DataArray:
     """Lazy class map of a ``(band, y, x)`` DataArray -> uint8 ``(y, x)`` DataArray.
 
@@ -210,7 +212,8 @@ def predict_xr(
 
     Nothing is computed here: each batch of ``batch_size`` tiles is one dask task, run by
     whatever scheduler computes the result (threads, processes or a distributed cluster).
-    ``threads`` is the torch/ONNX thread count per running task.
+    ``threads`` is the torch/ONNX thread count per running task; ``tta`` as in
+    ``pipeline.predict``.
     """
     import dask
     import dask.array as dsa
@@ -220,7 +223,7 @@ def predict_xr(
     from geoseg.model import file_sha256, read_spec, resolve_model_path
     from geoseg.pipeline import PredictOptions, _ensure_onnx_export
 
-    opts = PredictOptions(tile_size, overlap, batch_size, device, backend, threads)
+    opts = PredictOptions(tile_size, overlap, batch_size, device, backend, threads, tta)
     model_path = resolve_model_path(model).resolve()
     spec = read_spec(model_path)
     y_dim, x_dim = _spatial_dims(da)
@@ -277,6 +280,7 @@ def predict_xr(
             dev,
             be,
             opts.threads,
+            opts.tta,
             dask_key_name=f"predict_xr-{token}-{i // n}",
         )
         for k, tile in enumerate(batch):

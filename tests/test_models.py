@@ -50,3 +50,21 @@ def test_cpu_client_decides_auto_device_without_importing_torch() -> None:
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # hides any GPU, as CUDA itself would
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.split() == ["True", "cpu", "False"]
+
+
+def test_dihedral_mean_is_equivariant_and_exact_for_an_equivariant_model() -> None:
+    from geoseg.inference import dihedral_mean
+
+    x = np.random.default_rng(0).normal(size=(2, 3, 64, 96)).astype(np.float32)
+    np.testing.assert_allclose(dihedral_mean(lambda a: a * 2, x), x * 2, rtol=1e-6)  # no view is lost
+
+    def one_way(a: np.ndarray) -> np.ndarray:  # a "model" that knows left from right
+        return np.cumsum(a, axis=3)
+
+    y = dihedral_mean(one_way, x)
+    assert not np.allclose(y, one_way(x))
+    # whatever way round the image comes, the averaged answer turns with it
+    np.testing.assert_allclose(
+        dihedral_mean(one_way, np.rot90(x, 1, axes=(2, 3))), np.rot90(y, 1, axes=(2, 3)), atol=1e-4
+    )
+    np.testing.assert_allclose(dihedral_mean(one_way, x[..., ::-1]), y[..., ::-1], atol=1e-4)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -119,6 +120,22 @@ def test_onnx_backend_agrees_with_torch(
     with rasterio.open(out) as a, rasterio.open(reference) as b:
         agree = (a.read(1) == b.read(1)).mean()
     assert agree > 0.999  # float rounding may flip near-ties, nothing more
+
+
+def test_tta_predicts_the_mean_of_eight_views(tmp_path: Path, scene: Path, tiny_model: Path) -> None:
+    plain, tta = tmp_path / "plain.tif", tmp_path / "tta.tif"
+    kw = {"tile_size": 256, "overlap": 32, "workers": 1, "backend": "torch"}
+    predict([scene], tiny_model, plain, **kw)
+    predict([scene], tiny_model, tta, tta=True, **kw)
+    with rasterio.open(plain) as a, rasterio.open(tta) as b:
+        pa, pb = a.read(1), b.read(1)
+        assert json.loads(b.tags()["GEOSEG_PARAMS"])["tta"] is True
+        assert json.loads(a.tags()["GEOSEG_PARAMS"])["tta"] is False
+    assert ((pa == 255) == (pb == 255)).all()  # the same nodata
+    assert (pa != pb).any()  # an untrained model is not symmetric: the views disagree somewhere
+    again = tmp_path / "again.tif"
+    predict([scene], tiny_model, again, tta=True, **kw)
+    assert again.read_bytes() == tta.read_bytes()
 
 
 def test_probabilities_output(tmp_path: Path, scene: Path, tiny_model: Path) -> None:

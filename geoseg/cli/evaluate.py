@@ -19,15 +19,18 @@ import click
     default=None,
     help="Also write the metrics as JSON.",
 )
-def command(model: str, dataset: str, split: str, json_path: Path | None) -> None:
+@click.option("--tta", is_flag=True, help="Score the mean over the 8 rotations/flips of each image.")
+def command(model: str, dataset: str, split: str, json_path: Path | None, tta: bool) -> None:
     """Confusion matrix, per-class IoU/precision/recall/F1, mIoU, accuracy and kappa."""
     from geoseg.io import atomic_output, check_writable
     from geoseg.train import evaluate
 
     if json_path:
         check_writable(json_path)
-    result = evaluate(model, dataset, split)
-    click.echo(f"{result['model']} on {dataset}/{split}")
+    result = evaluate(model, dataset, split, tta=tta)
+    click.echo(
+        f"{result['model']} on {dataset}/{split}" + (" (8-view test-time augmentation)" if tta else "")
+    )
     click.echo(result.pop("table"))
     if "paper" in result:
         p = result["paper"]

@@ -40,6 +40,11 @@ from geoseg.cli._progress import progress_bar
     "--bands", default=None, help="Comma-separated band names or 1-based indices to feed the model."
 )
 @click.option("--resume", is_flag=True, help="Reuse the tiles an interrupted run already finished.")
+@click.option(
+    "--tta",
+    is_flag=True,
+    help="Average the model over the 8 rotations/flips of each tile (8x slower, slightly more accurate).",
+)
 def command(
     images: tuple[Path, ...],
     model: str,
@@ -55,6 +60,7 @@ def command(
     probabilities: Path | None,
     bands: str | None,
     resume: bool,
+    tta: bool,
 ) -> None:
     """Predict a land-cover map for IMAGES (one scene, or adjacent scenes as one mosaic)."""
     from geoseg.pipeline import predict
@@ -77,5 +83,6 @@ def command(
             resume=resume,
             bands=band_list,
             progress=bar,
+            tta=tta,
         )
     click.echo(result.summary())
