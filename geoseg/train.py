@@ -2,9 +2,10 @@
 
 The trainer fills small hooks in the torchgeo manner (``configure_model``,
 ``configure_loss``, ``configure_optimizer``) around a plain loop: random chips with
-flips and 90-degree rotations (and optional brightness and scale jitter), a sum of
-losses that ignore nodata, AdamW with a one-cycle schedule, validation mIoU every epoch,
-early stopping, and a resume file written after every epoch.
+flips and 90-degree rotations (and optional brightness, per-band colour and scale
+jitter), a sum of losses that ignore nodata, AdamW with a one-cycle schedule, an optional
+moving average of the weights, validation mIoU every epoch, early stopping, and a resume
+file written after every epoch.
 
 Data stays in memory: the label sets geoseg trains on (tiles of a few hundred pixels,
 scenes of a few megapixels) fit easily, and in-memory chips keep a 2-core CPU busy with
