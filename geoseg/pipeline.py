@@ -325,7 +325,6 @@ def predict(
     ``tta`` averages the model over the 8 rotations and flips of each tile (8x the model
     time; ``inference.dihedral_mean``).
     """
-
     from geoseg.model import read_spec, resolve_model_path
 
     t0 = time.perf_counter()
@@ -423,7 +422,6 @@ def _plan_and_run(
         for key in sorted(done):
             classes, probs = store.get(key)
             writer.write(by_key[key], classes, probs)
-        own_client = client is None
         if starting is not None:
             client = starting.client()
         elif own_client:
