@@ -76,6 +76,13 @@ class TrainConfig:
     split_train: str = "training"
     split_val: str = "validation"
 
+    def __post_init__(self) -> None:
+        # checked with the rest of the config, before any data is read or model built
+        if not 0.0 <= self.ema < 1.0:
+            raise ConfigError(f"ema must be in [0, 1), got {self.ema}")
+        if self.colour < 0:
+            raise ConfigError(f"colour must be at least 0, got {self.colour}")
+
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> TrainConfig:
         known = {f.name for f in fields(cls)}
@@ -420,8 +427,6 @@ class Trainer:
         loss_fn = self.configure_loss()
         opt, sched = self.configure_optimizer(model)
         sampler = ChipSampler(self.data.train, cfg.chip_size, self.mean, self.std, cfg)
-        if not 0.0 <= cfg.ema < 1.0:
-            raise ConfigError(f"ema must be in [0, 1), got {cfg.ema}")
         averaged = _averaged(model, cfg.ema) if cfg.ema else None
         scored = averaged.module if averaged is not None else model  # what validates and ships
         out = Path(cfg.out)
