@@ -7,13 +7,14 @@ Tiling splits a grid into tiles whose *core* windows cover every pixel exactly o
 tile also has a *read* window: the core grown by ``overlap`` pixels on every side (the
 halo) so the model sees context; read windows may reach past the raster edge, where a
 boundless read pads them with nodata. Interior tiles all have the same read size
-(``size + 2 * overlap``) so batches stack without padding.
+(``size + 2 * overlap``) so batches stack without padding. ``batch_tiles`` groups tiles
+into model batches in an order that lets each worker reuse what it last read.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -238,3 +239,28 @@ def iter_tiles(shape: tuple[int, int], size: int, overlap: int = 0) -> Iterator[
             read_c0 = min(c0 - overlap, max(-overlap, width - size - overlap))
             core = Window(r0, c0, r1 - r0, c1 - c0)
             yield Tile(i, j, core, Window(read_r0, read_c0, span, span))
+
+
+def batch_tiles(tiles: Sequence[Tile], size: int, lanes: int = 1) -> list[list[Tile]]:
+    """Group ``tiles`` into batches of at most ``size`` for ``lanes`` parallel workers.
+
+    A batch is up to ``size`` tiles of one tile row and one *strip* (tile columns
+    ``[k * size, (k + 1) * size)``), so its read windows overlap into one compact read.
+    Batches come strip group by strip group (``lanes`` strips side by side), row by row
+    inside a group: with workers taking batches in order, each one tends to walk down its
+    own strip, and the batch it reads next overlaps the rows it read last (the halos and
+    the file blocks they share), which a kept-open reader still has decoded. Done
+    (missing) tiles leave gaps; every tile given is in exactly one batch.
+    """
+    if size < 1 or lanes < 1:
+        raise ValueError(f"batch size and lanes must be at least 1, got {size} and {lanes}")
+    strips: dict[int, dict[int, list[Tile]]] = {}
+    for t in tiles:
+        strips.setdefault(t.col // size, {}).setdefault(t.row, []).append(t)
+    order = sorted(strips)
+    out: list[list[Tile]] = []
+    for g in range(0, len(order), lanes):
+        group = order[g : g + lanes]
+        for row in sorted({r for k in group for r in strips[k]}):
+            out.extend(sorted(strips[k][row], key=lambda t: t.col) for k in group if row in strips[k])
+    return out

@@ -3,12 +3,15 @@
 A ``RasterSource`` is a small picklable description of where pixels live (paths, band
 indices, nodata, grid); it goes into Dask graphs instead of arrays, and each task opens
 the files itself. GDAL dataset handles are not thread safe and must not cross process
-boundaries, so nothing here keeps a handle open between calls.
+boundaries: a read opens its files and closes them again, unless the caller asks to
+``keep_open`` (a prediction worker), and then each thread keeps its own handles.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -70,13 +73,14 @@ class RasterSource:
     def paths(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(b.path for b in self.bands))
 
-    def read(self, window: Window | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def read(self, window: Window | None = None, keep_open: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Read ``window`` (boundless) -> (pixels ``(bands, h, w)``, valid mask ``(h, w)``).
 
         Pixels outside the raster are filled with nodata (0 when there is none) and are
         invalid. A pixel is valid only when every band is valid, since a model needs all.
+        ``keep_open``: see ``read_window``.
         """
-        return read_window(self, window if window is not None else self.grid.window)
+        return read_window(self, window if window is not None else self.grid.window, keep_open)
 
 
 def _open(path: str | os.PathLike[str]) -> Any:
@@ -228,8 +232,15 @@ def _label(paths: Sequence[Any]) -> str:
     return str(paths[0]) if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} files)"
 
 
-def read_window(source: RasterSource, window: Window) -> tuple[np.ndarray, np.ndarray]:
-    """Boundless read of ``window``: ``(bands, h, w)`` pixels and an ``(h, w)`` valid mask."""
+def read_window(
+    source: RasterSource, window: Window, keep_open: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Boundless read of ``window``: ``(bands, h, w)`` pixels and an ``(h, w)`` valid mask.
+
+    ``keep_open``: reuse this thread's open handle of each file (``kept_dataset``), so
+    compressed blocks decoded by an earlier read that GDAL's block cache still holds are
+    not decoded again. Neighbouring tiles' read windows share blocks.
+    """
     fill = source.nodata if source.nodata is not None and not np.isnan(source.nodata) else 0
     out = np.full((source.count, window.height, window.width), fill, dtype=source.dtype)
     valid = np.zeros(window.shape, dtype=bool)
@@ -250,7 +261,7 @@ def read_window(source: RasterSource, window: Window) -> tuple[np.ndarray, np.nd
         for k, ref in enumerate(source.bands):
             by_path.setdefault(ref.path, []).append((k, ref))
         for path, items in by_path.items():
-            with _open(path) as ds:
+            with _kept(path) if keep_open else _open(path) as ds:
                 data = ds.read([r.index for _, r in items], window=rio_window)
                 if source.uses_mask:
                     ok &= ds.read_masks(items[0][1].index, window=rio_window) > 0
@@ -259,6 +270,51 @@ def read_window(source: RasterSource, window: Window) -> tuple[np.ndarray, np.nd
                 ok &= _valid(band, ref.nodata)
     valid[dst] = ok
     return out, valid
+
+
+_KEPT = threading.local()
+KEPT_PER_THREAD = 8  # a mosaic's scenes or a stack's band files, without running out of fds
+
+
+@contextmanager
+def _kept(path: str) -> Iterator[Any]:
+    """``kept_dataset(path)`` shaped like ``_open``'s context manager (which closes)."""
+    yield kept_dataset(path)
+
+
+def kept_dataset(path: str) -> Any:
+    """This thread's open dataset of ``path``: opened on first use, then reused.
+
+    A file replaced since (another inode, size or mtime) is opened afresh. The least
+    recently used handle is closed beyond ``KEPT_PER_THREAD``. Handles are per thread
+    because a GDAL dataset must not be used by two threads at once.
+    """
+    cache: OrderedDict[str, tuple[tuple[int, int, int], Any]] | None = getattr(_KEPT, "datasets", None)
+    if cache is None:
+        cache = _KEPT.datasets = OrderedDict()
+    try:
+        st = os.stat(path)
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+    except OSError:
+        stamp = (0, 0, 0)  # /vsi paths and URLs: GDAL's own caching decides
+    hit = cache.get(path)
+    if hit is not None and hit[0] == stamp and not hit[1].closed:
+        cache.move_to_end(path)
+        return hit[1]
+    if hit is not None:
+        hit[1].close()
+    ds = _open(path)
+    cache[path] = (stamp, ds)
+    while len(cache) > KEPT_PER_THREAD:
+        cache.popitem(last=False)[1][1].close()
+    return ds
+
+
+def close_kept() -> None:
+    """Close this thread's kept datasets (their cached blocks go with them)."""
+    cache = getattr(_KEPT, "datasets", None)
+    while cache:
+        cache.popitem()[1][1].close()
 
 
 def _valid(band: np.ndarray, nodata: float | None) -> np.ndarray:
@@ -352,8 +408,10 @@ def default_colour(i: int) -> tuple[int, int, int]:
 COG_BLOCK = 512
 # GDAL keeps written blocks in its block cache until the cache is full (by default 5 % of
 # RAM), so a writer's memory would grow with the raster up to that; a small cache while
-# writing keeps it bounded (written blocks are flushed to disk instead).
-WRITE_CACHE_MB = 64
+# writing keeps it bounded (written blocks are flushed to disk instead). rasterio hands an
+# integer GDAL_CACHEMAX to GDAL in bytes (64 would be 64 bytes: no cache at all, so a
+# tile that covers part of a block would decode and re-encode that block on each write).
+WRITE_CACHE_BYTES = 64 << 20
 
 
 @dataclass
@@ -400,7 +458,7 @@ class RasterWriter:
             "BIGTIFF": "IF_SAFER",
         }
         try:
-            with rasterio.Env(**GDAL_ENV, GDAL_CACHEMAX=WRITE_CACHE_MB):
+            with rasterio.Env(**GDAL_ENV, GDAL_CACHEMAX=WRITE_CACHE_BYTES):
                 self._ds = rasterio.open(self._stage, "w", **profile)
                 table = colour_table(self.classes) if self.classes else self.colormap
                 if table:
@@ -420,7 +478,7 @@ class RasterWriter:
         """Write ``data`` (``(h, w)`` or ``(count, h, w)``) at ``window`` of the grid."""
         if data.ndim == 2:
             data = data[None]
-        with rasterio.Env(GDAL_CACHEMAX=WRITE_CACHE_MB):
+        with rasterio.Env(GDAL_CACHEMAX=WRITE_CACHE_BYTES):
             self._ds.write(data.astype(self.dtype, copy=False), window=window.to_rasterio())
 
     def finish(self) -> Path:
@@ -435,11 +493,11 @@ class RasterWriter:
         if self.band_descriptions:
             for i, d in enumerate(self.band_descriptions, start=1):
                 ds.set_band_description(i, d)
-        with rasterio.Env(GDAL_CACHEMAX=WRITE_CACHE_MB):
+        with rasterio.Env(GDAL_CACHEMAX=WRITE_CACHE_BYTES):
             ds.close()
         self._ds = None
         try:
-            with rasterio.Env(**GDAL_ENV, GDAL_CACHEMAX=WRITE_CACHE_MB), atomic_output(self.path) as tmp:
+            with rasterio.Env(**GDAL_ENV, GDAL_CACHEMAX=WRITE_CACHE_BYTES), atomic_output(self.path) as tmp:
                 rio_copy(
                     self._stage,
                     tmp,

@@ -48,7 +48,7 @@ class Mosaic:
     def paths(self) -> tuple[str, ...]:
         return tuple(p for s in self.scenes for p in s.paths)
 
-    def read(self, window: Window | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def read(self, window: Window | None = None, keep_open: bool = False) -> tuple[np.ndarray, np.ndarray]:
         window = window if window is not None else self.grid.window
         fill = self.nodata if self.nodata is not None and not np.isnan(self.nodata) else 0
         out = np.full((self.count, window.height, window.width), fill, dtype=self.dtype)
@@ -57,7 +57,7 @@ class Mosaic:
             local = window.shifted(-r, -c)
             if local.intersection(scene.grid.window) is None:
                 continue
-            pixels, ok = scene.read(local)
+            pixels, ok = scene.read(local, keep_open)
             take = ok & ~valid
             out[:, take] = pixels[:, take]
             valid |= take

@@ -30,7 +30,7 @@ import rioxarray  # also registers the .rio accessor
 import xarray as xr
 
 from geoseg.errors import BadRasterError, GeosegError, ModelError
-from geoseg.grid import Grid, Tile, Window
+from geoseg.grid import Grid, Tile, Window, batch_tiles
 from geoseg.io import CLASS_NODATA, ClassInfo, check_writable, class_map_writer, default_colour, open_raster
 
 __all__ = ["open_scene", "predict_xr", "write_classmap"]
@@ -266,8 +266,7 @@ def predict_xr(
     n_rows, n_cols = max(t.row for t in tiles) + 1, max(t.col for t in tiles) + 1
     blocks: list[list[Any]] = [[None] * n_cols for _ in range(n_rows)]
     n = opts.batch_for(dev)
-    for i in range(0, len(tiles), n):
-        batch = tiles[i : i + n]
+    for i, batch in enumerate(batch_tiles(tiles, n)):  # the pipeline's batches
         rs = [slice(t.read.row_off + ov, t.read.row_end + ov) for t in batch]
         cs = [slice(t.read.col_off + ov, t.read.col_end + ov) for t in batch]
         pixels = [padded[:, r, c] for r, c in zip(rs, cs, strict=True)]
@@ -281,7 +280,7 @@ def predict_xr(
             be,
             opts.threads,
             opts.tta,
-            dask_key_name=f"predict_xr-{token}-{i // n}",
+            dask_key_name=f"predict_xr-{token}-{i}",
         )
         for k, tile in enumerate(batch):
             blocks[tile.row][tile.col] = dsa.from_delayed(cores[k], shape=tile.core.shape, dtype=np.uint8)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from rasterio.crs import CRS
 
 from geoseg.errors import WindowError
-from geoseg.grid import Grid, Window, crs_equal, iter_tiles
+from geoseg.grid import Grid, Window, batch_tiles, crs_equal, iter_tiles
 
 UTM = CRS.from_epsg(32720)
 
@@ -40,6 +40,45 @@ def test_tile_cores_cover_grid_exactly_once(height: int, width: int, size: int, 
         count[t.core.slices()] += 1
     assert (count == 1).all()
     assert len({t.key for t in tiles}) == len(tiles)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.integers(1, 12),
+    cols=st.integers(1, 40),
+    size=st.integers(1, 9),
+    lanes=st.integers(1, 5),
+    done=st.sets(st.integers(0, 479)),
+)
+def test_batches_hold_every_tile_once_in_strips(rows: int, cols: int, size: int, lanes: int, done: set[int]) -> None:
+    tiles = [t for k, t in enumerate(iter_tiles((rows * 8, cols * 8), 8, 2)) if k not in done]
+    batches = batch_tiles(tiles, size, lanes)
+    assert sorted(t.key for b in batches for t in b) == sorted(t.key for t in tiles)
+    strip_of = []
+    for b in batches:
+        assert 1 <= len(b) <= size
+        assert len({t.row for t in b}) == 1 and len({t.col // size for t in b}) == 1
+        assert [t.col for t in b] == sorted(t.col for t in b)  # left to right: one union read
+        strip_of.append((b[0].col // size) // lanes)
+    # strip groups one after the other, each walked down row by row
+    assert strip_of == sorted(strip_of)
+    for group in set(strip_of):
+        seq = [b[0].row for b, g in zip(batches, strip_of, strict=True) if g == group]
+        assert seq == sorted(seq)
+
+
+def test_batches_walk_down_strips_side_by_side() -> None:
+    tiles = list(iter_tiles((4 * 8, 16 * 8), 8, 2))  # 4 rows x 16 columns of tiles
+    keys = [[t.key for t in b] for b in batch_tiles(tiles, 4, 2)]
+    # two lanes: strips 0 and 1 side by side down the rows, then strips 2 and 3
+    assert keys[:4] == [["0-0", "0-1", "0-2", "0-3"], ["0-4", "0-5", "0-6", "0-7"], ["1-0", "1-1", "1-2", "1-3"], ["1-4", "1-5", "1-6", "1-7"]]  # fmt: skip
+    assert keys[8] == ["0-8", "0-9", "0-10", "0-11"] and len(keys) == 16
+    # one lane: row-major inside each strip; the batches themselves do not depend on lanes
+    one = [[t.key for t in b] for b in batch_tiles(tiles, 4, 1)]
+    assert one[:2] == [["0-0", "0-1", "0-2", "0-3"], ["1-0", "1-1", "1-2", "1-3"]]
+    assert sorted(map(tuple, one)) == sorted(map(tuple, keys))
+    with pytest.raises(ValueError):
+        batch_tiles(tiles, 0)
 
 
 def test_tile_larger_than_raster_is_one_tile() -> None:

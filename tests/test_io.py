@@ -17,10 +17,13 @@ from geoseg.errors import (
 )
 from geoseg.grid import Grid, Window
 from geoseg.io import (
+    KEPT_PER_THREAD,
     ClassInfo,
     RasterWriter,
     check_writable,
     class_map_writer,
+    close_kept,
+    kept_dataset,
     open_raster,
     read_classes,
     validate_cog,
@@ -54,6 +57,39 @@ def test_boundless_read_pads_with_nodata(write_tif, dtype: str) -> None:
     _, fvalid = src.read()
     assert fvalid[0, 0] == (dtype == "int16")
     assert fvalid[1:, 1:].all()
+
+
+def test_kept_open_reads_equal_fresh_reads_and_see_replaced_files(tmp_path: Path, write_tif) -> None:
+    import threading
+
+    img = coordinate_image(40, 50, 3).astype("uint16")
+    path = write_tif("a.tif", img, nodata=0, tiled=True, blockxsize=16, blockysize=16, compress="deflate")
+    src = open_raster(path)
+    try:
+        for w in (Window(-5, -5, 20, 20), Window(10, 30, 30, 30), Window(12, 14, 8, 9)):
+            kept, fresh = src.read(w, keep_open=True), src.read(w)
+            np.testing.assert_array_equal(kept[0], fresh[0])
+            np.testing.assert_array_equal(kept[1], fresh[1])
+        ds = kept_dataset(str(path))
+        assert kept_dataset(str(path)) is ds  # reused by this thread
+        other: list[object] = []
+        t = threading.Thread(target=lambda: (other.append(kept_dataset(str(path))), close_kept()))
+        t.start()
+        t.join()
+        assert other[0] is not ds  # a handle never serves two threads
+        # the file replaced under the same name: a new handle and the new pixels
+        write_tif("a.tif", (img + 7).astype("uint16"), nodata=0)
+        data, _ = src.read(Window(0, 0, 5, 5), keep_open=True)
+        assert kept_dataset(str(path)) is not ds and ds.closed
+        np.testing.assert_array_equal(data, img[:, :5, :5] + 7)
+        # bounded: the least recently used handle is closed
+        paths = [write_tif(f"b{i}.tif", img) for i in range(KEPT_PER_THREAD + 1)]
+        first = kept_dataset(str(paths[0]))
+        for p in paths[1:]:
+            kept_dataset(str(p))
+        assert first.closed
+    finally:
+        close_kept()
 
 
 def test_nan_nodata_and_internal_mask(tmp_path: Path, write_tif) -> None:
