@@ -50,7 +50,9 @@ def test_tile_cores_cover_grid_exactly_once(height: int, width: int, size: int, 
     lanes=st.integers(1, 5),
     done=st.sets(st.integers(0, 479)),
 )
-def test_batches_hold_every_tile_once_in_strips(rows: int, cols: int, size: int, lanes: int, done: set[int]) -> None:
+def test_batches_hold_every_tile_once_in_strips(
+    rows: int, cols: int, size: int, lanes: int, done: set[int]
+) -> None:
     tiles = [t for k, t in enumerate(iter_tiles((rows * 8, cols * 8), 8, 2)) if k not in done]
     batches = batch_tiles(tiles, size, lanes)
     assert sorted(t.key for b in batches for t in b) == sorted(t.key for t in tiles)
