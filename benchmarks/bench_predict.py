@@ -289,7 +289,9 @@ def breakdown(
     """
     import rasterio
 
+    from geoseg.grid import batch_tiles
     from geoseg.inference import normalise
+    from geoseg.io import close_kept
     from geoseg.model import read_spec
     from geoseg.mosaic import open_region
     from geoseg.pipeline import TileStore, _Outputs, connect, read_tiles
@@ -335,12 +337,16 @@ def breakdown(
     spec = read_spec(model)
     reads: list[tuple[np.ndarray, np.ndarray]] = []
     timed(f"read {len(tiles)} windows one by one", lambda: [source.read(t.read) for t in tiles])
-    batches = [tiles[i : i + args.batch] for i in range(0, len(tiles), args.batch)]
-    timed(
-        f"read {len(tiles)} windows, per batch (pipeline.read_tiles)",
-        lambda: reads.extend(r for b in batches for r in read_tiles(source, b)),
-    )
-    timed("normalise", lambda: [normalise(p, v, spec) for p, v in reads])
+    batches = batch_tiles(tiles, args.batch, args.workers)
+    for lane in range(args.workers):  # each worker's batches in turn, as the pipeline deals them
+        mine = batches[lane :: args.workers]
+        timed(
+            f"read worker {lane + 1}'s {len(mine)} batches (pipeline.read_tiles, files kept open)",
+            lambda mine=mine: reads.extend(r for b in mine for r in read_tiles(source, b)),
+        )
+        close_kept()
+    batch = np.empty((args.batch, *reads[0][0].shape), dtype=np.float32)
+    timed("normalise into a batch, all tiles", lambda: [normalise(p, v, spec, out=batch[k % args.batch]) for k, (p, v) in enumerate(reads)])  # fmt: skip
     with rasterio.open(output) as ds:
         cores = {t.key: ds.read(1, window=t.core.to_rasterio()) for t in tiles}
     bd = args.workdir / "breakdown.tif"
