@@ -475,8 +475,8 @@ def _plan_and_run(
         finally:
             if own_client and client is not None and not ran:
                 _close(client)
-        # The cluster's shutdown (~0.15 s, mostly waiting for processes) overlaps the
-        # COG copy instead of preceding it.
+        # The cluster's shutdown (0.1-0.16 s, mostly waiting for the workers to exit)
+        # runs beside the COG copy instead of before it: 0.45 -> 0.37 s for both at 4096^2.
         with ThreadPoolExecutor(1, thread_name_prefix="geoseg-close") as pool:
             closing = pool.submit(_close, client) if own_client else None
             writer.finish()
