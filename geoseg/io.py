@@ -409,8 +409,9 @@ COG_BLOCK = 512
 # GDAL keeps written blocks in its block cache until the cache is full (by default 5 % of
 # RAM), so a writer's memory would grow with the raster up to that; a small cache while
 # writing keeps it bounded (written blocks are flushed to disk instead). rasterio hands an
-# integer GDAL_CACHEMAX to GDAL in bytes (64 would be 64 bytes: no cache at all, so a
-# tile that covers part of a block would decode and re-encode that block on each write).
+# integer GDAL_CACHEMAX to GDAL in bytes; 64 (bytes) means no cache, and tiles that split
+# blocks then re-encode a block per tile: 4096^2 map in 384-px tiles, block writes 0.18 s
+# and a 1564 KB stage file, against 0.01 s with this cache (512-px tiles: 0.05 s, 576 KB).
 WRITE_CACHE_BYTES = 64 << 20
 
 

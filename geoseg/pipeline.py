@@ -288,7 +288,7 @@ def connect(scheduler: str | None, workers: int | None, threads: int) -> Any:
     # single-threaded worker a second task in advance, so which worker gets which batch
     # drifts with the finishing order; one at a time, the workers take batches strictly
     # in turn, each walks down its own strip (grid.batch_tiles) and finds the block rows
-    # it shares with its previous batch still decoded: reads 0.06 -> 0.045 s per batch
+    # it shares with its previous batch still decoded: reads 0.07 -> 0.05 s per batch
     # (4096^2 run, 2 workers). A task lasts seconds, the scheduler's round trip ~1 ms.
     with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
         cluster = LocalCluster(
