@@ -32,6 +32,7 @@ from geoseg.errors import BadRasterError, ConfigError, DataQuirkWarning, GeosegE
 from geoseg.io import ClassInfo, default_colour, open_raster
 from geoseg.metrics import PaperMetric, Scores, confusion
 from geoseg.progress import Progress, report
+from geoseg.pseudo import PseudoLabelConfig, pseudo_samples
 
 log = logging.getLogger(__name__)
 IGNORE = 255
@@ -75,9 +76,13 @@ class TrainConfig:
     half: bool = True  # store weights as float16 (half the file, same predictions in practice)
     split_train: str = "training"
     split_val: str = "validation"
+    # self-training on an image-only split: {teacher, split, confidence, tta} (geoseg.pseudo)
+    pseudo_labels: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         # checked with the rest of the config, before any data is read or model built
+        if self.pseudo_labels is not None:
+            PseudoLabelConfig.from_dict(self.pseudo_labels)
         if not 0.0 <= self.ema < 1.0:
             raise ConfigError(f"ema must be in [0, 1), got {self.ema}")
         if self.colour < 0:
@@ -95,6 +100,8 @@ class TrainConfig:
             raise ConfigError(f"{source}: missing key 'out' (where to write the checkpoint)")
         if (d.get("dataset") is None) == (d.get("synthetic") is None):
             raise ConfigError(f"{source}: give exactly one of 'dataset' (a catalog label set) or 'synthetic'")
+        if d.get("pseudo_labels") is not None:
+            PseudoLabelConfig.from_dict(d["pseudo_labels"], source)  # names the file in the error
         try:
             return cls(**d)
         except TypeError as exc:
@@ -183,8 +190,15 @@ def load_labelset(name: str, cfg: TrainConfig) -> Dataset:
         train, val = loaded[cfg.split_train], loaded[cfg.split_val]
         first = entry.pairs(cfg.split_train)[0][0]
         bands = list(open_raster(first, band_names=band_names, bands=cfg.bands, require_crs=False).band_names)
-        prov = {"dataset": name, "train_split": cfg.split_train, "val_split": cfg.split_val,
-                "train_images": len(train), "val_images": len(val)}  # fmt: skip
+        prov: dict[str, Any] = {"dataset": name, "train_split": cfg.split_train, "val_split": cfg.split_val,
+                                "train_images": len(train), "val_images": len(val)}  # fmt: skip
+        if cfg.pseudo_labels is not None:
+            pl = PseudoLabelConfig.from_dict(cfg.pseudo_labels)
+            labelled = [p for sp in entry.splits if sp.masks is not None for p in entry.images(sp.name)]
+            extra, prov["pseudo_labels"] = pseudo_samples(
+                pl, entry.images(pl.split), labelled, len(classes), band_names, cfg.bands
+            )
+            train = train + extra
         return Dataset(train, val, classes, bands, prov)
     # a scene with a dense label raster or label polygons
     scene = catalog.load_catalog().get(entry.image, catalog.SceneEntry) if entry.image else None
@@ -203,6 +217,10 @@ def load_labelset(name: str, cfg: TrainConfig) -> Dataset:
         if not entry.class_field:
             raise ConfigError(f"label set {name}: polygons need a class_field naming the class attribute")
         labels = rasterise_polygons(entry.polygons_path(), entry.class_field, src.grid, values)
+    if cfg.pseudo_labels is not None:
+        raise ConfigError(
+            f"label set {name}: pseudo_labels needs an image-only split; this label set is one scene"
+        )
     pixels, valid = src.read()
     labels[~valid] = IGNORE
     train, val = holdout_split(pixels.astype(np.float32), valid, labels, cfg.holdout, scene.name)

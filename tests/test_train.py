@@ -280,3 +280,80 @@ def test_shipped_landcover_model_beats_a_random_forest_on_the_held_out_quarter(s
     unet = trainer.validate(loaded.module, loaded.spec)
     assert unet.miou >= 0.29 and unet.accuracy >= 0.645  # shipped: 0.3000 / 0.6511
     assert unet.miou > forest.miou + 0.03 and unet.accuracy > forest.accuracy
+
+
+def test_pseudo_labels_come_from_the_teacher_and_skip_labelled_duplicates(shared_data: Path) -> None:
+    """Real unlabelled Amazon tiles: ``test/0.tiff`` is a training tile, so it is left out."""
+    from geoseg import catalog
+    from geoseg.pseudo import PseudoLabelConfig, pseudo_samples
+
+    entry = catalog.load_catalog().get("amazon-s2-rgb", catalog.LabelSetEntry)
+    labelled = entry.images("training") + entry.images("validation")
+    images = [shared_data / "amazon-s2-rgb" / "test" / n for n in ("0.tiff", "1.tiff")]
+    bands = ["red", "green", "blue"]
+    runs = {}
+    for conf in (0.6, 0.99):
+        pl = PseudoLabelConfig(teacher="forest-s2-rgb", confidence=conf, tta=False)
+        samples, prov = pseudo_samples(pl, images, labelled, 2, bands, None)
+        assert [s.name for s in samples] == ["pseudo:1.tiff"]
+        assert prov["skipped_duplicates"] == ["0.tiff"] and prov["images"] == 1
+        runs[conf] = (samples[0].labels, prov["labelled_fraction"])
+    loose, strict = runs[0.6][0], runs[0.99][0]
+    assert set(np.unique(loose)) <= {0, 1, 255} and {0, 1} <= set(np.unique(loose))
+    # a stricter teacher keeps a subset of the pixels, with the same classes
+    kept = strict != 255
+    assert 0 < runs[0.99][1] < runs[0.6][1] <= 1
+    np.testing.assert_array_equal(strict[kept], loose[kept])
+
+
+def test_self_training_adds_the_unlabelled_split_to_the_training_samples(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from geoseg.model import init_checkpoint, make_spec
+
+    monkeypatch.setenv("GEOSEG_DATA", str(tmp_path / "data"))
+    rng = np.random.default_rng(0)
+    cat = _write_labelset(tmp_path, rng.integers(1, 200, (3, 40, 40), dtype=np.uint8),
+                          rng.integers(1, 3, (40, 40), dtype=np.uint8), {1: "a", 2: "b"})  # fmt: skip
+    monkeypatch.setenv("GEOSEG_CATALOG", str(cat))
+    # an image-only split: one new image and one that repeats the validation image
+    new = tmp_path / "data" / "set" / "img" / "c.tif"
+    with rasterio.open(tmp_path / "data" / "set" / "img" / "a.tif") as ds:
+        profile, pixels = ds.profile, ds.read()
+    with rasterio.open(new, "w", **profile) as ds:
+        ds.write(pixels[:, ::-1])
+    doc = yaml.safe_load(cat.read_text())
+    entry = doc["entries"][0]
+    entry["splits"]["test"] = {"images": "img/[bc].tif"}
+    entry["files"]["img/c.tif"] = hashlib.sha256(new.read_bytes()).hexdigest()
+    cat.write_text(yaml.safe_dump(doc, sort_keys=False))
+    teacher = init_checkpoint(tmp_path / "teacher.safetensors", make_spec("Unet", "mobilenet_v2", 3, 2,
+                              **SMALL["model_kwargs"]))  # fmt: skip
+
+    def cfg(**pl: Any) -> TrainConfig:
+        return TrainConfig.from_dict(
+            {"out": "-", "dataset": "toy", "pseudo_labels": {"teacher": str(teacher), **pl}}
+        )
+
+    data = load_labelset("toy", cfg(confidence=0.5, tta=False))
+    assert [s.name for s in data.train] == ["a.tif", "pseudo:c.tif"]
+    assert data.provenance["pseudo_labels"]["skipped_duplicates"] == ["b.tif"]
+    # with two classes the top probability is at least 0.5: every valid pixel is labelled
+    assert data.provenance["pseudo_labels"]["labelled_fraction"] == 1.0
+    assert (data.train[1].labels[data.train[1].valid] != 255).all()
+    # bad input: one clear line each
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) in pseudo_labels: conf"):
+        cfg(conf=0.9)
+    with pytest.raises(ConfigError, match="confidence must be in"):
+        cfg(confidence=1.0)
+    with pytest.raises(ConfigError, match="needs a 'teacher'"):
+        TrainConfig.from_dict({"out": "-", "dataset": "toy", "pseudo_labels": {"split": "test"}})
+    three = init_checkpoint(tmp_path / "three.safetensors", make_spec("Unet", "mobilenet_v2", 3, 3,
+                            **SMALL["model_kwargs"]))  # fmt: skip
+    with pytest.raises(ConfigError, match="teacher predicts 3 classes"):
+        load_labelset("toy", TrainConfig.from_dict({"out": "-", "dataset": "toy",
+                                                   "pseudo_labels": {"teacher": str(three)}}))  # fmt: skip
+    entry["splits"]["test"] = {"images": "img/b.tif"}
+    cat.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with pytest.raises(ConfigError, match="no image that is not also labelled"):
+        load_labelset("toy", cfg())
