@@ -66,6 +66,33 @@ class PredictOptions:
             return self.batch_size
         return auto_batch_size(device, (self.tile_size + 2 * self.overlap) ** 2)
 
+    def resolve(self) -> tuple[str, str, int]:
+        """``(device, backend, tiles per batch)`` for the machine this runs on."""
+        from geoseg.inference import resolve_backend, resolve_device
+
+        dev = resolve_device(self.device)
+        return dev, resolve_backend(self.backend, dev), self.batch_for(dev)
+
+
+def resolve_on_workers(client: Any, opts: PredictOptions, address: str) -> tuple[str, str, int]:
+    """``PredictOptions.resolve`` asked of every worker of a remote cluster.
+
+    The client may be a laptop without a GPU in front of GPU workers: ``auto`` means
+    what the workers have, and a batch must fit the worker with the least GPU memory.
+    Workers that disagree on device or backend (a mixed cluster) need them given.
+    """
+    answers = client.run(opts.resolve)
+    if not answers:
+        raise SchedulerError(f"the Dask cluster at {address} has no workers; start `dask worker {address}`")
+    kinds = {(dev, be) for dev, be, _ in answers.values()}
+    if len(kinds) > 1:
+        seen = ", ".join(f"{dev}/{be}" for dev, be in sorted(kinds))
+        raise ModelError(
+            f"the workers at {address} differ in device/backend ({seen}); choose one with --device and --backend"
+        )
+    dev, be = kinds.pop()
+    return dev, be, min(n for _, _, n in answers.values())
+
 
 @dataclass
 class PredictResult:
@@ -408,82 +435,86 @@ def _plan_and_run(
     """``predict`` after its first checks: the rest of the checks, the tiles, the run."""
     from dask.base import tokenize
 
-    from geoseg.inference import resolve_backend, resolve_device
     from geoseg.model import file_sha256
 
     out_path = check_writable(out, images)
     prob_path = check_writable(probabilities, images) if probabilities else None
-    dev = resolve_device(opts.device)
-    be = resolve_backend(opts.backend, dev)
-    if be == "onnx":
-        _ensure_onnx_export(model_path)  # once here, not racing in every worker
-    grid = source.grid
-    tiles = grid.tiles(opts.tile_size, opts.overlap)
-    token = tokenize(
-        source,
-        str(model_path),
-        file_sha256(model_path),
-        opts.tile_size,
-        opts.overlap,
-        be,
-        bool(prob_path),
-        opts.tta,
-    )
-    store = TileStore(out_path, token, resume)
-    done = store.done()
-    todo = [t for t in tiles if t.key not in done]
-    n = opts.batch_for(dev)
-
-    tags = {
-        "GEOSEG_VERSION": __version__,
-        "GEOSEG_MODEL": model_path.name,
-        "GEOSEG_MODEL_SHA256": file_sha256(model_path),
-        "GEOSEG_INPUTS": json.dumps([str(Path(p)) for p in images]),
-        "GEOSEG_PARAMS": json.dumps(
-            {"tile_size": opts.tile_size, "overlap": opts.overlap, "backend": be, "tta": opts.tta}
-        ),
-        **extra_tags,
-    }
-    by_key = {t.key: t for t in tiles}
-    # The COG's stage file fills window by window while tiles finish; the tile store
-    # beside it is the resume record (a stage file cut off by SIGKILL is not trusted).
-    writer = _Outputs(out_path, grid, spec, tags, prob_path)
-    skipped = predicted = 0
     own_client = client is None
+    if starting is None and own_client:
+        client = connect(scheduler, workers, opts.threads)
+    closed = False  # the run's own client closed (or closing) already
     try:
-        for key in sorted(done):
-            classes, probs = store.get(key)
-            writer.write(by_key[key], classes, probs)
-        if starting is not None:
-            client = starting.client()
-        elif own_client:
-            client = connect(scheduler, workers, opts.threads)
-        ran = False
+        if starting is None:
+            # a remote cluster (or the caller's client): its workers, not this process,
+            # decide what ``auto`` means
+            dev, be, n = resolve_on_workers(client, opts, scheduler or str(client.scheduler.address))
+        else:
+            dev, be, n = opts.resolve()
+        if be == "onnx":
+            _ensure_onnx_export(model_path)  # once here, not racing in every worker
+        grid = source.grid
+        tiles = grid.tiles(opts.tile_size, opts.overlap)
+        token = tokenize(
+            source,
+            str(model_path),
+            file_sha256(model_path),
+            opts.tile_size,
+            opts.overlap,
+            be,
+            bool(prob_path),
+            opts.tta,
+        )
+        store = TileStore(out_path, token, resume)
+        done = store.done()
+        todo = [t for t in tiles if t.key not in done]
+
+        tags = {
+            "GEOSEG_VERSION": __version__,
+            "GEOSEG_MODEL": model_path.name,
+            "GEOSEG_MODEL_SHA256": file_sha256(model_path),
+            "GEOSEG_INPUTS": json.dumps([str(Path(p)) for p in images]),
+            "GEOSEG_PARAMS": json.dumps(
+                {"tile_size": opts.tile_size, "overlap": opts.overlap, "backend": be, "tta": opts.tta}
+            ),
+            **extra_tags,
+        }
+        by_key = {t.key: t for t in tiles}
+        # The COG's stage file fills window by window while tiles finish; the tile store
+        # beside it is the resume record (a stage file cut off by SIGKILL is not trusted).
+        writer = _Outputs(out_path, grid, spec, tags, prob_path)
+        skipped = predicted = 0
         try:
-            # one lane per worker thread: each walks down its own strip of batches
-            batches = batch_tiles(todo, n, max(1, sum(client.nthreads().values())))
-            skipped, predicted = _run(
-                client, source, batches,
-                (str(model_path), dev, be, opts.threads, prob_path is not None, opts.tta),
-                token, store, writer, by_key, len(done), len(tiles), progress,
-            )  # fmt: skip
-            ran = True
-        except GeosegError:
-            raise  # e.g. an OutputError (an OSError too) when the COG cannot be written
-        except OSError as exc:
-            raise SchedulerError(f"lost the Dask cluster during prediction ({exc})") from exc
-        finally:
-            if own_client and client is not None and not ran:
-                _close(client)
-        # The cluster's shutdown (0.1-0.16 s, mostly waiting for the workers to exit)
-        # runs beside the COG copy instead of before it: 0.45 -> 0.37 s for both at 4096^2.
-        with ThreadPoolExecutor(1, thread_name_prefix="geoseg-close") as pool:
-            closing = pool.submit(_close, client) if own_client else None
-            writer.finish()
-            if closing is not None:
-                closing.result()
+            for key in sorted(done):
+                classes, probs = store.get(key)
+                writer.write(by_key[key], classes, probs)
+            if starting is not None:
+                client = starting.client()
+            try:
+                # one lane per worker thread: each walks down its own strip of batches
+                batches = batch_tiles(todo, n, max(1, sum(client.nthreads().values())))
+                skipped, predicted = _run(
+                    client, source, batches,
+                    (str(model_path), dev, be, opts.threads, prob_path is not None, opts.tta),
+                    token, store, writer, by_key, len(done), len(tiles), progress,
+                )  # fmt: skip
+            except GeosegError:
+                raise  # e.g. an OutputError (an OSError too) when the COG cannot be written
+            except OSError as exc:
+                raise SchedulerError(f"lost the Dask cluster during prediction ({exc})") from exc
+            # The cluster's shutdown (0.1-0.16 s, mostly waiting for the workers to exit)
+            # runs beside the COG copy instead of before it: 0.45 -> 0.37 s for both at 4096^2.
+            with ThreadPoolExecutor(1, thread_name_prefix="geoseg-close") as pool:
+                closing = pool.submit(_close, client) if own_client else None
+                closed = True
+                writer.finish()
+                if closing is not None:
+                    closing.result()
+        except BaseException:
+            writer.abort()
+            raise
     except BaseException:
-        writer.abort()
+        if own_client and client is not None and not closed:
+            _close(client)  # a local cluster nobody took yet is closed by _ClusterStart
         raise
     store.remove()
     return PredictResult(

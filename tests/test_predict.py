@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -9,7 +10,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -324,71 +327,74 @@ def test_unreachable_scheduler_fails_fast(tmp_path: Path, scene: Path, tiny_mode
     assert not (tmp_path / "o.tif").exists()
 
 
-def test_real_scheduler_and_workers_give_identical_bytes(
-    tmp_path: Path, reference: Path, scene: Path, tiny_model: Path
-) -> None:
+@contextlib.contextmanager
+def _dask_cluster(worker_envs: Sequence[dict[str, str]]) -> Iterator[str]:
+    """A real ``dask scheduler`` and one ``dask worker`` per env (extra variables) on 127.0.0.1."""
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
     env = {**os.environ, "DASK_DISTRIBUTED__LOGGING__DISTRIBUTED": "error"}
-    procs = [
-        subprocess.Popen(
-            [VENV_BIN / "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    ]
+    quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    scheduler = [VENV_BIN / "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"]
+    procs = [subprocess.Popen(scheduler, env=env, **quiet)]
     try:
         time.sleep(2)
-        for _ in range(2):
-            procs.append(
-                subprocess.Popen(
-                    [
-                        VENV_BIN / "dask",
-                        "worker",
-                        address,
-                        "--nthreads",
-                        "1",
-                        "--no-dashboard",
-                        "--nworkers",
-                        "1",
-                    ],
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
+        for extra in worker_envs:
+            worker = [
+                VENV_BIN / "dask",
+                "worker",
+                address,
+                "--nthreads",
+                "1",
+                "--no-dashboard",
+                "--nworkers",
+                "1",
+            ]
+            procs.append(subprocess.Popen(worker, env={**env, **extra}, **quiet))
         from distributed import Client
 
         with Client(address, timeout="20s") as client:
-            client.wait_for_workers(2, timeout=60)
-        out = tmp_path / "remote.tif"
-        r = CliRunner().invoke(
-            main,
-            [
-                "predict",
-                str(scene),
-                "--model",
-                str(tiny_model),
-                "--out",
-                str(out),
-                "--tile-size",
-                "256",
-                "--overlap",
-                "32",
-                "--backend",
-                "torch",
-                "--scheduler",
-                address,
-            ],
-        )
-        assert r.exit_code == 0, r.output
-        assert out.read_bytes() == reference.read_bytes()
+            if worker_envs:
+                client.wait_for_workers(len(worker_envs), timeout=60)
+        yield address
     finally:
         for p in reversed(procs):
             p.terminate()
         for p in procs:
             p.wait(timeout=30)
+
+
+def test_real_scheduler_and_workers_give_identical_bytes(
+    tmp_path: Path, reference: Path, scene: Path, tiny_model: Path
+) -> None:
+    with _dask_cluster([{}, {}]) as address:
+        out = tmp_path / "remote.tif"
+        args = ["predict", str(scene), "--model", str(tiny_model), "--out", str(out), "--tile-size", "256",
+                "--overlap", "32", "--scheduler", address]  # fmt: skip
+        r = CliRunner().invoke(main, [*args, "--backend", "torch"])
+        assert r.exit_code == 0, r.output
+        assert out.read_bytes() == reference.read_bytes()
+
+
+def test_remote_workers_decide_what_auto_means(tmp_path: Path, scene: Path, tiny_model: Path) -> None:
+    """``--device/--backend auto`` are resolved on the workers: here one lacks ONNX Runtime."""
+    shadow = tmp_path / "no-onnxruntime" / "onnxruntime"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text('raise ImportError("onnxruntime is not installed on this worker")\n')
+    out = tmp_path / "o.tif"
+    args = ["predict", str(scene), "--model", str(tiny_model), "--out", str(out), "--tile-size", "256"]
+    with _dask_cluster([{}, {"PYTHONPATH": str(shadow.parent)}]) as address:
+        r = CliRunner().invoke(main, [*args, "--scheduler", address])
+        assert r.exit_code == 2
+        assert "differ in device/backend (cpu/onnx, cpu/torch)" in r.output and "--backend" in r.output
+        assert not out.exists() and not list(tmp_path.glob(".o.tif*"))
+        r = CliRunner().invoke(main, [*args, "--scheduler", address, "--backend", "torch"])
+        assert r.exit_code == 0, r.output
+        with rasterio.open(out) as ds:
+            assert json.loads(ds.tags()["GEOSEG_PARAMS"])["backend"] == "torch"
+    with _dask_cluster([]) as address:  # a scheduler nobody works for
+        out.unlink()
+        r = CliRunner().invoke(main, [*args, "--scheduler", address])
+        assert r.exit_code == 2 and "has no workers" in r.output and not out.exists()
 
 
 def test_resume_after_sigkill_is_identical(tmp_path: Path, scene: Path, tiny_model: Path) -> None:
