@@ -148,6 +148,29 @@ def build_model(spec: ModelSpec) -> Any:
         raise ModelError(f"cannot build {arch} with encoder {spec.encoder}: {exc}") from exc
 
 
+def check_runs(module: Any, spec: ModelSpec, size: int = 64) -> None:
+    """One forward pass of a small zero batch, before anything is trained or written.
+
+    smp builds some settings it cannot run: an ``scse`` decoder attention on a decoder
+    stage of under 16 channels has a zero-channel convolution and fails only at the
+    first forward pass, as a traceback from deep inside torch.
+    """
+    import torch
+
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.inference_mode():
+            module(torch.zeros(1, len(spec.bands), size, size))
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"{spec.arch}/{spec.encoder} with {spec.kwargs or 'default settings'} builds but cannot run ({first}); change the model settings"
+        ) from exc
+    finally:
+        module.train(was_training)
+
+
 def make_spec(
     arch: str = "Unet",
     encoder: str = "resnet18",
@@ -291,6 +314,7 @@ def init_checkpoint(out: str | os.PathLike[str], spec: ModelSpec, seed: int = 0)
 
     torch.manual_seed(seed)
     model = build_model(spec)
+    check_runs(model, spec)
     spec = ModelSpec(**{**spec.__dict__, "provenance": {**spec.provenance, "trained": False, "seed": seed}})
     return save_checkpoint(out, spec, model)
 

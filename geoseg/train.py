@@ -399,11 +399,13 @@ class Trainer:
         self.mean, self.std = band_statistics(data.train)
 
     def configure_model(self) -> tuple[Any, Any]:
-        from geoseg.model import build_model, make_spec
+        from geoseg.model import build_model, check_runs, make_spec
 
         spec = make_spec(self.cfg.arch, self.cfg.encoder, self.data.bands, self.data.classes,
                          self.mean, self.std, **self.cfg.model_kwargs)  # fmt: skip
-        return spec, build_model(spec)
+        model = build_model(spec)
+        check_runs(model, spec)
+        return spec, model
 
     def configure_loss(self) -> Any:
         from geoseg.losses import make_loss

@@ -68,3 +68,20 @@ def test_dihedral_mean_is_equivariant_and_exact_for_an_equivariant_model() -> No
         dihedral_mean(one_way, np.rot90(x, 1, axes=(2, 3))), np.rot90(y, 1, axes=(2, 3)), atol=1e-4
     )
     np.testing.assert_allclose(dihedral_mean(one_way, x[..., ::-1]), y[..., ::-1], atol=1e-4)
+
+
+def test_a_model_that_builds_but_cannot_run_is_refused_before_it_is_written(tmp_path: Path) -> None:
+    from geoseg.errors import ModelError
+
+    # smp builds scse attention on an 8-channel decoder stage (8 // 16 = 0 channels) and
+    # fails only in the first forward pass
+    spec = make_spec(
+        "Unet", "mobilenet_v2", 3, 2, decoder_channels=[32, 16, 16, 8, 8], decoder_attention_type="scse"
+    )
+    with pytest.raises(ModelError, match="builds but cannot run"):
+        init_checkpoint(tmp_path / "m.safetensors", spec)
+    assert not list(tmp_path.iterdir())
+    ok = make_spec(
+        "Unet", "mobilenet_v2", 3, 2, decoder_channels=[32, 16, 16, 16, 16], decoder_attention_type="scse"
+    )
+    assert load_checkpoint(init_checkpoint(tmp_path / "ok.safetensors", ok)).spec.kwargs == ok.kwargs

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from shapely.geometry import box
 
 from geoseg.cli import main
-from geoseg.errors import BadRasterError, ConfigError, DataQuirkWarning
+from geoseg.errors import BadRasterError, ConfigError, DataQuirkWarning, ModelError
 from geoseg.metrics import PaperMetric, Scores, confusion
 from geoseg.model import read_spec
 from geoseg.train import TrainConfig, Trainer, load_labelset, rasterise_polygons, read_mask, train
@@ -168,6 +168,10 @@ def test_weight_average_is_what_validates_and_ships(tmp_path: Path, amazon: Any)
     assert any(not torch.equal(a[k], b[k]) for k in a)  # the average, not the last weights
     with pytest.raises(ConfigError, match="ema must be in"):
         Trainer(_cfg(tmp_path, ema=1.0), amazon).fit()
+    scse = {"decoder_channels": [32, 16, 16, 8, 8], "decoder_attention_type": "scse"}
+    with pytest.raises(ModelError, match="builds but cannot run"):
+        Trainer(_cfg(tmp_path, out=str(tmp_path / "scse.safetensors"), model_kwargs=scse), amazon).fit()
+    assert not (tmp_path / "scse.safetensors").exists()
 
 
 def _write_labelset(tmp_path: Path, image: np.ndarray, mask: np.ndarray, values: dict[int, str]) -> Path:
