@@ -457,3 +457,21 @@ def test_write_failure_mid_run_is_an_output_error_and_leaves_no_output(
     assert len(calls) == 3  # written while tiles finished, not after the last one
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == [".map.tif.tiles"]  # no COG, no stage file; the finished tiles stay for --resume
+
+
+def test_optimised_onnx_graph_is_kept_per_cpu_and_predicts_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model: Path
+) -> None:
+    from geoseg.inference import Predictor, cpu_fingerprint
+
+    monkeypatch.setenv("GEOSEG_CACHE", str(tmp_path / "cache"))
+    first = Predictor(load_checkpoint(tiny_model), backend="onnx", threads=1)
+    kept = sorted((tmp_path / "cache" / "onnx").iterdir(), key=lambda p: len(p.name))
+    assert [p.name.split(".", 1)[1] for p in kept] == ["onnx", f"{cpu_fingerprint()}.ort.onnx"]
+    stamp = kept[1].stat().st_mtime_ns
+    second = Predictor(load_checkpoint(tiny_model), backend="onnx", threads=1)
+    assert second._session._model_path == str(kept[1]) and kept[1].stat().st_mtime_ns == stamp
+    x = np.random.default_rng(0).normal(size=(2, 4, 96, 160)).astype(np.float32)
+    np.testing.assert_array_equal(first.logits(x), second.logits(x))
+    torch_scores = Predictor(load_checkpoint(tiny_model), backend="torch", threads=1).logits(x)
+    np.testing.assert_allclose(second.logits(x), torch_scores, atol=1e-4)
