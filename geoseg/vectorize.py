@@ -1,5 +1,11 @@
 """Class raster -> polygons, block by block on Dask, merged exactly across block seams.
 
+This module is what users import: the results, the inputs (class maps, class tables), the
+polygon stream (``polygonize_batches`` and its wrappers) and writing a layer
+(``vectorize``). The parts with an idea of their own live beside it: :mod:`geoseg.classblocks`
+(a block as a Dask task, run in order), :mod:`geoseg.seams` (block layout, merging across
+seams) and :mod:`geoseg.sieve` (the minimum mapping unit).
+
 How it works, and why:
 
 - **Blocks.** The raster is cut into ``block_size`` squares. Each Dask task gets the path and
@@ -8,31 +14,17 @@ How it works, and why:
   the same corner seen from two blocks is bit-identical and merging is exact. Pixel
   coordinates go to the CRS with one affine at the very end.
 - **Seams.** A polygon touching no internal block edge is final as it is and is streamed to
-  the output. The others ("seam pieces") go to the client with the piece index of every
-  pixel along the block's internal edges (read off the pieces themselves, so a piece's
-  connectivity inside its block is GDAL's own). Pixels facing each other across a seam
-  with the same class join their pieces (union-find); with 8-connectivity the diagonal
-  neighbours across seams and block corners count too, with 4-connectivity they do not.
-  A group is merged (a coverage union, exact on integer coordinates) as soon as every
-  block it touches is done, so the client holds roughly one row of blocks' seam pieces,
-  not the map. The result equals polygonising the whole raster at once: same polygons,
-  same areas, and rasterising them gives the raster back.
+  the output. The others ("seam pieces") go to the client, which joins them across seams
+  and merges each group as soon as every block it touches is done (:mod:`geoseg.seams`).
+  The result equals polygonising the whole raster at once: same polygons, same areas, and
+  rasterising them gives the raster back.
 - **Order.** Blocks are consumed in row-major order whatever order Dask finishes them in
   (a small reorder buffer), and each block's interior polygons are followed by the groups
   that block completed, sorted by their first pixel; the same input and block size give
   the same features in the same order, whatever the worker count.
-- **Minimum mapping unit** (``min_area_ha``) is a sieve of the raster, defined exactly:
-  regions are the connected components (4 or 8) of equal class; while some region is
-  smaller than the MMU, take the smallest (ties: first pixel in raster order first); it
-  takes the class with which it shares the longest boundary, summed over its neighbours
-  of that class (ties: lowest class id) and so joins them; a region with no neighbour
-  sharing an edge (only nodata or the raster edge around it) is dropped to nodata,
-  since nothing below the MMU is mapped. Polygons are then exactly the polygonisation of
-  the sieved raster. A first pass labels every block; a small region whose neighbours
-  are all certainly large is decided inside its block (that decision cannot depend on
-  any other, because by the class-sum rule a region's choice depends only on its
-  neighbours' classes and large regions never change class); the rest (small regions
-  touching seams or other small regions) are decided on the client, in the global order.
+- **Minimum mapping unit** (``min_area_ha``) is an exactly defined sieve of the raster
+  (:mod:`geoseg.sieve`), run as a first pass over the blocks; polygons are then exactly the
+  polygonisation of the sieved raster.
 - **Simplification** (``simplify_m``) is ``shapely.coverage_simplify`` of each block's
   polygons with the block outline fixed (``simplify_boundary=False``): shared edges are
   simplified once, so neighbours keep sharing them (no gaps, no overlaps); vertices
@@ -52,16 +44,11 @@ How it works, and why:
 from __future__ import annotations
 
 import csv
-import heapq
 import json
-import logging
 import os
 import shutil
-import sys
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -70,18 +57,17 @@ import numpy as np
 import rasterio.features
 import shapely
 from affine import Affine
-from scipy import ndimage
 
 from geoseg.areas import AreaModel, area_model
+from geoseg.classblocks import _BlockTask, _first_line, _read_block, _run_ordered, _Sieve, dask_client
 from geoseg.errors import (
     BadRasterError,
     ConfigError,
     GeosegError,
     MissingFileError,
     OutputError,
-    SchedulerError,
 )
-from geoseg.grid import Window, iter_tiles
+from geoseg.grid import Window
 from geoseg.io import (
     CLASS_NODATA,
     ClassInfo,
@@ -89,19 +75,16 @@ from geoseg.io import (
     check_writable,
     open_raster,
     read_classes,
-    read_window,
 )
 from geoseg.progress import Progress, report
+from geoseg.seams import BOTTOM, LEFT, RIGHT, TOP, _Layout, _SeamMerger
+from geoseg.sieve import _apply_sieve, _plan_sieve, _sieve_stats_block
 
 DEFAULT_BLOCK = 2048
 DEFAULT_LAYER = "landcover"
-SCHEDULER_TIMEOUT_S = 5
 FORMATS = {".gpkg": "GPKG", ".fgb": "FlatGeobuf", ".geojson": "GeoJSON", ".json": "GeoJSON"}
 FLUSH_FEATURES = 20_000  # per write session (~0.05 s each): big enough to amortise, small enough to overlap
 FLUSH_BYTES = 64 << 20
-TOP, BOTTOM, LEFT, RIGHT = 0, 1, 2, 3
-_STEPS = {(-1, 0): TOP, (1, 0): BOTTOM, (0, -1): LEFT, (0, 1): RIGHT}
-_INT32 = np.iinfo(np.int32)
 
 
 # ======================================================================================
@@ -261,29 +244,7 @@ def _check_params(
 
 
 # ======================================================================================
-# Worker side: read, label, polygonise one block
-
-
-@dataclass(frozen=True)
-class _Sieve:
-    """Minimum mapping unit for one block: threshold and the client's decisions."""
-
-    threshold: float  # in AreaModel.pixel_weights units
-    labels: np.ndarray  # int32 piece labels (pass-1 labelling) decided by the client
-    values: np.ndarray  # int64 new class of each
-    dropped: np.ndarray  # bool: piece becomes nodata
-
-
-@dataclass(frozen=True)
-class _BlockTask:
-    source: RasterSource
-    index: int
-    window: Window
-    internal: tuple[bool, bool, bool, bool]  # TOP, BOTTOM, LEFT, RIGHT are seams (not the raster edge)
-    connectivity: int
-    area: AreaModel
-    simplify_px: float | None = None
-    sieve: _Sieve | None = None
+# Worker side: polygonise one block
 
 
 @dataclass
@@ -297,29 +258,6 @@ class _BlockPolygons:
     seam_values: np.ndarray
     seam_keys: np.ndarray  # first pixel (row * width + col) of each piece
     edges: tuple[np.ndarray | None, ...]  # per side: 1-based seam piece index of each edge pixel
-
-
-def _read_block(source: RasterSource, window: Window) -> tuple[np.ndarray, np.ndarray]:
-    """Class values (an integer dtype GDAL can polygonise) and the valid mask."""
-    data, valid = read_window(source, window)
-    band = data[0]
-    path = source.paths[0]
-    if band.dtype.kind == "f":
-        vals = band[valid]
-        whole = np.floor(vals) == vals
-        if not whole.all():
-            bad = vals[~whole][0]
-            raise BadRasterError(
-                f"holds the non-whole value {bad:g}; a class map holds whole class ids "
-                "(round or reclassify it, or declare that value as nodata)",
-                path,
-            )
-    if band.dtype in (np.uint8, np.uint16, np.int16):
-        return band, valid
-    vals = band[valid]
-    if vals.size and (vals.min() < _INT32.min or vals.max() > _INT32.max):
-        raise BadRasterError("holds class values outside the 32-bit integer range", path)
-    return np.where(valid, band, 0).astype(np.int32), valid
 
 
 def _to_polygons(items: Iterator[tuple[dict[str, Any], float]]) -> tuple[np.ndarray, np.ndarray]:
@@ -469,759 +407,6 @@ def _finish(
     return PolygonBatch(
         np.asarray(shapely.to_wkb(crs_geoms), dtype=object), values.astype(np.int64), area_m2, perimeter_m
     )
-
-
-# ======================================================================================
-# Minimum mapping unit: worker side
-
-
-@dataclass
-class _Pieces:
-    """Connected pieces of one block (labels 1..n; 0 is nodata)."""
-
-    labels: np.ndarray  # int32 (h, w)
-    value: np.ndarray  # int64 (n + 1,)
-    size: np.ndarray  # float64 (n + 1,): pixels, or m² where pixel areas differ
-    seam: np.ndarray  # bool (n + 1,): touches an internal block edge
-
-
-def _encode(values: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Dense codes 1..K for the classes present (0: invalid) and the K class values."""
-    vals = values[valid]
-    if not vals.size:
-        return np.zeros(values.shape, np.int32), np.empty(0, np.int64)
-    lo, hi = int(vals.min()), int(vals.max())
-    if hi - lo < 1 << 16:
-        present = np.flatnonzero(np.bincount(vals.astype(np.int64) - lo, minlength=hi - lo + 1))
-        lut = np.zeros(hi - lo + 1, np.int32)
-        lut[present] = np.arange(1, len(present) + 1, dtype=np.int32)
-        codes = lut[np.where(valid, values.astype(np.int64) - lo, 0)]
-        codes[~valid] = 0
-        return codes, present.astype(np.int64) + lo
-    classes, inverse = np.unique(vals, return_inverse=True)
-    codes = np.zeros(values.shape, np.int32)
-    codes[valid] = inverse.astype(np.int32) + 1
-    return codes, classes.astype(np.int64)
-
-
-def _label_pieces(task: _BlockTask, values: np.ndarray, valid: np.ndarray) -> _Pieces:
-    """Label connected regions of equal class, per class inside its bounding box."""
-    structure = ndimage.generate_binary_structure(2, 1 if task.connectivity == 4 else 2)
-    codes, classes = _encode(values, valid)
-    labels = np.zeros(values.shape, np.int32)
-    piece_value = [np.zeros(1, np.int64)]
-    n = 0
-    w = task.window
-    for k, box in enumerate(ndimage.find_objects(codes), start=1):
-        if box is None:
-            continue
-        sub = codes[box] == k
-        lab, m = ndimage.label(sub, structure=structure)
-        view = labels[box]
-        view[sub] = lab[sub] + n
-        piece_value.append(np.full(m, classes[k - 1], np.int64))
-        n += m
-    weights = task.area.pixel_weights(w)
-    flat_labels = labels.ravel()
-    size: np.ndarray
-    if weights is None:
-        size = np.bincount(flat_labels, minlength=n + 1).astype(np.float64)
-    else:
-        size = np.bincount(
-            flat_labels, weights=np.broadcast_to(weights, labels.shape).ravel(), minlength=n + 1
-        )
-    seam = np.zeros(n + 1, bool)
-    for side, edge in enumerate((labels[0], labels[-1], labels[:, 0], labels[:, -1])):
-        if task.internal[side]:
-            seam[edge] = True
-    seam[0] = False
-    return _Pieces(labels, np.concatenate(piece_value), size, seam)
-
-
-def _first_pixels(labels: np.ndarray, wanted: np.ndarray, window: Window, grid_width: int) -> np.ndarray:
-    """Raster-order index of the first pixel of each ``wanted`` piece: the left-most pixel
-    of its top row (only the few pieces the client needs, so a loop is fine)."""
-    boxes = ndimage.find_objects(labels)
-    keys = np.empty(len(wanted), np.int64)
-    for i, j in enumerate(wanted.tolist()):
-        rows, cols = boxes[j - 1]
-        col = cols.start + int(np.argmax(labels[rows.start, cols] == j))
-        keys[i] = (window.row_off + rows.start) * grid_width + window.col_off + col
-    return keys
-
-
-def _contacts(
-    labels: np.ndarray, connectivity: int, wanted: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Unordered pairs of touching pieces with at least one ``wanted`` end, and the length
-    of boundary they share in pixel edges (0: they only touch at corners, 8-connectivity)."""
-    n1 = np.int64(len(wanted))
-    codes: dict[bool, list[np.ndarray]] = {True: [], False: []}
-    shifts = [((slice(None), slice(None, -1)), (slice(None), slice(1, None)), True),
-              ((slice(None, -1), slice(None)), (slice(1, None), slice(None)), True)]  # fmt: skip
-    if connectivity == 8:
-        shifts += [((slice(None, -1), slice(None, -1)), (slice(1, None), slice(1, None)), False),
-                   ((slice(None, -1), slice(1, None)), (slice(1, None), slice(None, -1)), False)]  # fmt: skip
-    for sa, sb, is_edge in shifts:
-        a, b = labels[sa], labels[sb]
-        differ = a != b
-        a, b = a[differ], b[differ]
-        keep = (a > 0) & (b > 0)
-        a, b = a[keep], b[keep]
-        keep = wanted[a] | wanted[b]
-        a, b = a[keep].astype(np.int64), b[keep].astype(np.int64)
-        codes[is_edge].append(np.minimum(a, b) * n1 + np.maximum(a, b))
-    edge_codes, lengths = np.unique(np.concatenate(codes[True]), return_counts=True)
-    all_codes = edge_codes
-    all_lengths = lengths.astype(np.float64)
-    if connectivity == 8:
-        corner = np.setdiff1d(np.unique(np.concatenate(codes[False])), edge_codes, assume_unique=True)
-        all_codes = np.concatenate([edge_codes, corner])
-        all_lengths = np.concatenate([all_lengths, np.zeros(len(corner))])
-    return all_codes // n1, all_codes % n1, all_lengths
-
-
-@dataclass
-class _LocalSieve:
-    pieces: _Pieces
-    new_value: np.ndarray  # int64 (n + 1,): class after the block-local decisions
-    dropped: np.ndarray  # bool (n + 1,)
-    open: np.ndarray  # bool (n + 1,): small pieces only the client can decide
-    pairs: tuple[np.ndarray, np.ndarray, np.ndarray]  # contacts with an open end
-
-
-def _choose_class(
-    small: np.ndarray, other_value: np.ndarray, length: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """For each small piece: the class sharing the longest boundary (ties: lowest class)."""
-    edge = length > 0
-    s, v, ln = small[edge], other_value[edge], length[edge]
-    if not len(s):
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    key = np.unique(np.stack([s, v]), axis=1, return_inverse=True)
-    (us, uv), inverse = key[0], key[1].ravel()
-    total = np.bincount(inverse, weights=ln)
-    order = np.lexsort((uv, -total, us))
-    first = order[np.r_[0, np.flatnonzero(np.diff(us[order])) + 1]]
-    return us[first], uv[first]
-
-
-def _local_sieve(task: _BlockTask, values: np.ndarray, valid: np.ndarray) -> _LocalSieve:
-    """Label the block and decide every small piece whose neighbours are all certainly large."""
-    assert task.sieve is not None
-    p = _label_pieces(task, values, valid)
-    threshold = task.sieve.threshold
-    small = p.size < threshold
-    small[0] = False
-    a, b, length = _contacts(p.labels, task.connectivity, small)
-    # A piece is decided here when it is small, wholly inside the block, and touches only
-    # pieces that are large whatever lies across the seams (a piece's size bounds its region's).
-    open_ = small & p.seam
-    both_small = small[a] & small[b]
-    open_[a[both_small]] = True
-    open_[b[both_small]] = True
-    local = small & ~open_
-    new_value = p.value.copy()
-    dropped = np.zeros(len(p.value), bool)
-    # Contacts seen from each local piece.
-    s = np.concatenate([a, b])
-    o = np.concatenate([b, a])
-    ln = np.concatenate([length, length])
-    mine = local[s]
-    chosen_piece, chosen_value = _choose_class(s[mine], p.value[o[mine]], ln[mine])
-    new_value[chosen_piece] = chosen_value
-    lonely = local.copy()
-    lonely[chosen_piece] = False
-    dropped[lonely] = True
-    is_open = open_[a] | open_[b]
-    return _LocalSieve(p, new_value, dropped, open_, (a[is_open], b[is_open], length[is_open]))
-
-
-@dataclass
-class _SieveStats:
-    index: int
-    valid_pixels: int
-    labels: np.ndarray  # described pieces (sorted): seam pieces, open pieces and their contacts
-    value: np.ndarray
-    size: np.ndarray
-    key: np.ndarray
-    pairs: tuple[np.ndarray, np.ndarray, np.ndarray]
-    edges: tuple[np.ndarray | None, ...]  # pass-1 labels along each internal side
-
-
-def _sieve_stats_block(task: _BlockTask) -> _SieveStats:
-    """Dask task, first pass of the minimum mapping unit."""
-    values, valid = _read_block(task.source, task.window)
-    local = _local_sieve(task, values, valid)
-    p = local.pieces
-    a, b, _ = local.pairs
-    described = p.seam | local.open
-    described[a] = True
-    described[b] = True
-    described[0] = False
-    labels = np.flatnonzero(described).astype(np.int32)
-    lab = p.labels
-    sides = (lab[0], lab[-1], lab[:, 0], lab[:, -1])
-    edges = tuple(sides[s].copy() if task.internal[s] else None for s in range(4))
-    return _SieveStats(
-        task.index,
-        int(valid.sum()),
-        labels,
-        p.value[labels],
-        p.size[labels],
-        _first_pixels(p.labels, labels, task.window, task.source.grid.width),
-        local.pairs,
-        edges,
-    )
-
-
-def _apply_sieve(
-    task: _BlockTask, values: np.ndarray, valid: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """Second pass: redo the (deterministic) local decisions, apply the client's, recode."""
-    assert task.sieve is not None
-    local = _local_sieve(task, values, valid)
-    new_value, dropped = local.new_value, local.dropped
-    s = task.sieve
-    if len(s.labels):
-        new_value[s.labels] = s.values
-        dropped[s.labels] = s.dropped
-    changed = (new_value != local.pieces.value) | dropped
-    if not changed.any():
-        return values, valid, 0
-    lab = local.pieces.labels
-    hit = changed[lab]
-    out = values.copy()
-    out[hit] = new_value[lab[hit]].astype(values.dtype)
-    ok = valid & ~dropped[lab]
-    return out, ok, int(hit.sum())
-
-
-# ======================================================================================
-# Block layout and seams
-
-
-@dataclass(frozen=True)
-class _Layout:
-    shape: tuple[int, int]
-    size: int
-
-    @property
-    def rows(self) -> int:
-        return -(-self.shape[0] // self.size)
-
-    @property
-    def cols(self) -> int:
-        return -(-self.shape[1] // self.size)
-
-    def __len__(self) -> int:
-        return self.rows * self.cols
-
-    def windows(self) -> list[Window]:
-        return [t.core for t in iter_tiles(self.shape, self.size, 0)]
-
-    def internal(self, index: int) -> tuple[bool, bool, bool, bool]:
-        r, c = divmod(index, self.cols)
-        return (r > 0, r < self.rows - 1, c > 0, c < self.cols - 1)
-
-    def neighbours(self, index: int, connectivity: int) -> list[tuple[int, int, int]]:
-        """(neighbour index, dr, dc) of the blocks a pixel of this block can touch."""
-        r, c = divmod(index, self.cols)
-        steps = list(_STEPS) + ([(-1, -1), (-1, 1), (1, -1), (1, 1)] if connectivity == 8 else [])
-        return [
-            ((r + dr) * self.cols + c + dc, dr, dc)
-            for dr, dc in steps
-            if 0 <= r + dr < self.rows and 0 <= c + dc < self.cols
-        ]
-
-
-def _facing(
-    mine: tuple[np.ndarray | None, ...],
-    theirs: tuple[np.ndarray | None, ...],
-    dr: int,
-    dc: int,
-    connectivity: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pairs (my entry, their entry, shares an edge) of pixels facing each other across the
-    seam towards the neighbour at (dr, dc), both non-zero (entries: piece ids or labels)."""
-    if dr and dc:  # block corner, 8-connectivity: one diagonal pixel pair
-        a_side, z_side = (TOP, BOTTOM) if dr < 0 else (BOTTOM, TOP)
-        ea, ez = mine[a_side], theirs[z_side]
-        assert ea is not None and ez is not None
-        a = ea[[0 if dc < 0 else -1]]
-        z = ez[[-1 if dc < 0 else 0]]
-        ok = (a > 0) & (z > 0)
-        return a[ok], z[ok], np.zeros(int(ok.sum()), bool)
-    side = _STEPS[(dr, dc)]
-    opposite = {TOP: BOTTOM, BOTTOM: TOP, LEFT: RIGHT, RIGHT: LEFT}[side]
-    ea, ez = mine[side], theirs[opposite]
-    assert ea is not None and ez is not None
-    n = len(ea)
-    i = np.arange(n)
-    ia, iz, straight = [i], [i], [np.ones(n, bool)]
-    if connectivity == 8:
-        ia += [i[:-1], i[1:]]
-        iz += [i[1:], i[:-1]]
-        straight += [np.zeros(n - 1, bool)] * 2
-    a, z = ea[np.concatenate(ia)], ez[np.concatenate(iz)]
-    st = np.concatenate(straight)
-    ok = (a > 0) & (z > 0)
-    return a[ok], z[ok], st[ok]
-
-
-def _touching(
-    edges: tuple[np.ndarray | None, ...], layout: _Layout, index: int, connectivity: int
-) -> dict[int, np.ndarray]:
-    """Neighbour block -> entries (non-zero) of this block on the edge or corner facing it."""
-    out = {}
-    for nb, dr, dc in layout.neighbours(index, connectivity):
-        if dr and dc:
-            edge = edges[TOP if dr < 0 else BOTTOM]
-            assert edge is not None
-            entries = edge[[0 if dc < 0 else -1]]
-        else:
-            e = edges[_STEPS[(dr, dc)]]
-            assert e is not None
-            entries = e
-        entries = np.unique(entries[entries > 0])
-        if len(entries):
-            out[nb] = entries
-    return out
-
-
-def _merge_pieces(pieces: list[Any], block_size: int) -> Any:
-    """Union of pieces from different blocks that meet along block seams.
-
-    Pieces only ever meet on block lines (multiples of ``block_size`` in global pixel
-    coordinates), and a piece's holes lie strictly inside its block. So the holes are set
-    aside; the outer rings get a vertex at every pixel corner along block lines, which
-    makes them an edge-matched coverage that ``coverage_union_all`` joins by cancelling
-    shared edges (linear time, exact on integer coordinates); the vertices left on straight
-    edges are dropped and the holes put back. On real maps, where the background piece of
-    each block has thousands of holes, this is ~4x faster than ``union_all`` + ``simplify``.
-    """
-    parts = shapely.get_parts(np.asarray(pieces, dtype=object))
-    rings, owner = shapely.get_rings(parts, return_index=True)
-    first = np.r_[True, owner[1:] != owner[:-1]]
-    holes = rings[~first]
-    union = shapely.coverage_union_all(_densify_on_lines(shapely.polygons(rings[first]), block_size))
-    outers = [_drop_collinear(p) for p in shapely.get_parts(union)]
-    if len(outers) == 1:
-        return shapely.polygons(
-            shapely.get_exterior_ring(outers[0]), np.r_[shapely.get_rings(outers[0])[1:], holes]
-        )
-    # 8-connectivity: polygons touching at corners; give each hole to the one holding it.
-    where = (
-        shapely.STRtree(outers).query(shapely.point_on_surface(shapely.polygons(holes)), predicate="within")
-        if len(holes)
-        else np.zeros((2, 0), np.int64)
-    )
-    return shapely.multipolygons(
-        [
-            shapely.polygons(
-                shapely.get_exterior_ring(p), np.r_[shapely.get_rings(p)[1:], holes[where[0][where[1] == i]]]
-            )
-            for i, p in enumerate(outers)
-        ]
-    )
-
-
-def _densify_on_lines(polygons: np.ndarray, size: int) -> np.ndarray:
-    """Hole-free polygons with a vertex at every integer point of their edges on block lines."""
-    ring_list = shapely.get_exterior_ring(polygons)
-    xy, ring = shapely.get_coordinates(ring_list, return_index=True)
-    step = np.r_[xy[1:], xy[:1]] - xy
-    closing = np.r_[ring[1:] != ring[:-1], True]
-    on_line = ~closing & (
-        ((step[:, 0] == 0) & (xy[:, 0] % size == 0)) | ((step[:, 1] == 0) & (xy[:, 1] % size == 0))
-    )
-    count = 1 + np.where(on_line, np.abs(step).sum(axis=1).astype(np.int64) - 1, 0)
-    src = np.repeat(np.arange(len(xy)), count)
-    k = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
-    points = xy[src] + k[:, None] * np.sign(step)[src]
-    return np.asarray(shapely.polygons(shapely.linearrings(points, indices=ring[src])), dtype=object)
-
-
-def _drop_collinear(polygon: Any) -> Any:
-    """The polygon without vertices in the middle of horizontal or vertical straight runs."""
-    xy, ring = shapely.get_coordinates(shapely.get_rings(polygon), return_index=True)
-    body = np.r_[ring[1:] == ring[:-1], False]  # every vertex but each ring's closing copy
-    xy, ring = xy[body], ring[body]
-    idx = np.arange(len(xy))
-    starts = np.r_[True, ring[1:] != ring[:-1]]
-    ends = np.r_[ring[1:] != ring[:-1], True]
-    ring_start = np.maximum.accumulate(np.where(starts, idx, 0))
-    ring_end = np.minimum.accumulate(np.where(ends, idx, len(xy))[::-1])[::-1]
-    before = xy[np.where(starts, ring_end, idx - 1)]
-    after = xy[np.where(ends, ring_start, idx + 1)]
-    straight = ((before[:, 0] == xy[:, 0]) & (after[:, 0] == xy[:, 0])) | (
-        (before[:, 1] == xy[:, 1]) & (after[:, 1] == xy[:, 1])
-    )
-    xy, ring = xy[~straight], ring[~straight]
-    firsts = np.flatnonzero(np.r_[True, ring[1:] != ring[:-1]])
-    lasts = np.r_[firsts[1:], len(xy)]
-    closed_xy = np.insert(xy, lasts, xy[firsts], axis=0)
-    closed_ring = np.insert(ring, lasts, ring[firsts])
-    rebuilt = shapely.linearrings(closed_xy, indices=closed_ring)
-    return shapely.polygons(rebuilt[0], rebuilt[1:])
-
-
-class _SeamMerger:
-    """Joins seam pieces across seams; hands out each group once all its blocks are done.
-
-    Blocks must be added in the same order every run (the caller adds them in index order)
-    so groups come out in the same order.
-    """
-
-    def __init__(self, layout: _Layout, connectivity: int) -> None:
-        self.layout = layout
-        self.connectivity = connectivity
-        self.parent: dict[int, int] = {}
-        self.members: dict[int, list[int]] = {}
-        self.pending: dict[int, int] = {}
-        self.geoms: dict[int, Any] = {}
-        self.values: dict[int, int] = {}
-        self.keys: dict[int, int] = {}
-        self.blocks: dict[int, tuple[int, _BlockPolygons, dict[int, np.ndarray]]] = {}
-        self.done: set[int] = set()
-        self.next_id = 0
-
-    def _find(self, x: int) -> int:
-        parent = self.parent
-        root = x
-        while parent[root] != root:
-            root = parent[root]
-        while parent[x] != root:
-            parent[x], x = root, parent[x]
-        return root
-
-    def _union(self, x: int, y: int) -> None:
-        rx, ry = self._find(x), self._find(y)
-        if rx == ry:
-            return
-        if len(self.members[rx]) < len(self.members[ry]):
-            rx, ry = ry, rx
-        self.parent[ry] = rx
-        self.members[rx].extend(self.members.pop(ry))
-        self.pending[rx] += self.pending.pop(ry)
-
-    def add(self, res: _BlockPolygons) -> list[tuple[Any, int, int]]:
-        """Add one block's seam pieces; return the groups it completed as (geometry, value, key)."""
-        b = res.index
-        base = self.next_id
-        n = len(res.seam_values)
-        self.next_id += n
-        for k in range(n):
-            pid = base + k
-            self.parent[pid] = pid
-            self.members[pid] = [pid]
-            self.pending[pid] = 0
-            self.geoms[pid] = res.seam_geoms[k]
-            self.values[pid] = int(res.seam_values[k])
-            self.keys[pid] = int(res.seam_keys[k])
-        touching = _touching(res.edges, self.layout, b, self.connectivity)
-        self.done.add(b)
-        self.blocks[b] = (base, res, touching)
-        touched: list[int] = []
-        for nb, entries in touching.items():
-            if nb not in self.done:
-                for e in entries:
-                    self.pending[base + int(e) - 1] += 1
-        for nb, dr, dc in self.layout.neighbours(b, self.connectivity):
-            if nb not in self.done or nb == b or nb not in self.blocks:
-                continue
-            nbase, nres, ntouch = self.blocks[nb]
-            for e in ntouch.get(b, ()):
-                pid = nbase + int(e) - 1
-                self.pending[self._find(pid)] -= 1
-                touched.append(pid)
-            a, z, _ = _facing(res.edges, nres.edges, dr, dc, self.connectivity)
-            same = res.seam_values[a - 1] == nres.seam_values[z - 1]
-            for x, y in set(zip((a[same] - 1 + base).tolist(), (z[same] - 1 + nbase).tolist(), strict=True)):
-                self._union(x, y)
-        touched.extend(range(base, base + n))
-        groups = []
-        for root in dict.fromkeys(self._find(p) for p in touched):
-            if self.pending[root] == 0:
-                groups.append(self._pop(root))
-        for x in [b] + [nb for nb, _, _ in self.layout.neighbours(b, self.connectivity)]:
-            if x in self.blocks and all(
-                nb in self.done for nb, _, _ in self.layout.neighbours(x, self.connectivity)
-            ):
-                del self.blocks[x]
-        groups.sort(key=lambda g: g[2])
-        return groups
-
-    def _pop(self, root: int) -> tuple[Any, int, int]:
-        members = self.members.pop(root)
-        del self.pending[root]
-        geoms = [self.geoms.pop(m) for m in members]
-        value = self.values[root]
-        key = min(self.keys[m] for m in members)
-        for m in members:
-            del self.parent[m], self.values[m], self.keys[m]
-        if len(geoms) == 1:
-            return geoms[0], value, key
-        return _merge_pieces(geoms, self.layout.size), value, key
-
-    def is_empty(self) -> bool:
-        return not self.members
-
-
-# ======================================================================================
-# Minimum mapping unit: client side
-
-
-def _plan_sieve(
-    stats: list[_SieveStats], layout: _Layout, connectivity: int, threshold: float
-) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Decide every small region the blocks could not: block -> (labels, new values, dropped)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    base = np.cumsum([0] + [len(s.labels) for s in stats])
-    value = np.concatenate([s.value for s in stats]) if stats else np.empty(0, np.int64)
-    size = np.concatenate([s.size for s in stats]) if stats else np.empty(0)
-    key = np.concatenate([s.key for s in stats]) if stats else np.empty(0, np.int64)
-    n_nodes = int(base[-1])
-
-    def node(block: int, labels: np.ndarray) -> np.ndarray:
-        return base[block] + np.searchsorted(stats[block].labels, labels)
-
-    join_a: list[np.ndarray] = []
-    join_b: list[np.ndarray] = []
-    pair_a: list[np.ndarray] = []
-    pair_b: list[np.ndarray] = []
-    pair_len: list[np.ndarray] = []
-    for s in stats:
-        a, b, ln = s.pairs
-        pair_a.append(node(s.index, a))
-        pair_b.append(node(s.index, b))
-        pair_len.append(ln)
-        for nb, dr, dc in layout.neighbours(s.index, connectivity):
-            if nb < s.index:
-                continue  # each seam once
-            la, lz, straight = _facing(s.edges, stats[nb].edges, dr, dc, connectivity)
-            na, nz = node(s.index, la), node(nb, lz)
-            same = value[na] == value[nz]
-            join_a.append(na[same])
-            join_b.append(nz[same])
-            pair_a.append(na[~same])
-            pair_b.append(nz[~same])
-            pair_len.append(straight[~same].astype(np.float64))
-    ja = np.concatenate(join_a) if join_a else np.empty(0, np.int64)
-    jb = np.concatenate(join_b) if join_b else np.empty(0, np.int64)
-    graph = coo_matrix((np.ones(len(ja), np.int8), (ja, jb)), shape=(n_nodes, n_nodes))
-    n_regions, region = connected_components(graph, directed=False)
-    r_size = np.bincount(region, weights=size, minlength=n_regions)
-    r_key = np.full(n_regions, np.iinfo(np.int64).max, np.int64)
-    np.minimum.at(r_key, region, key)
-    r_value = np.zeros(n_regions, np.int64)
-    r_value[region] = value
-    small = r_size < threshold
-
-    pa = region[np.concatenate(pair_a)] if pair_a else np.empty(0, np.int64)
-    pb = region[np.concatenate(pair_b)] if pair_b else np.empty(0, np.int64)
-    pl = np.concatenate(pair_len) if pair_len else np.empty(0)
-    keep = (pa != pb) & (small[pa] | small[pb])
-    pa, pb, pl = pa[keep], pb[keep], pl[keep]
-    lo, hi = np.minimum(pa, pb).astype(np.int64), np.maximum(pa, pb).astype(np.int64)
-    codes, inverse = np.unique(lo * n_regions + hi, return_inverse=True)
-    lengths = np.bincount(inverse.ravel(), weights=pl, minlength=len(codes))
-    adj: dict[int, dict[int, float]] = defaultdict(dict)
-    for c, ln in zip(codes.tolist(), lengths.tolist(), strict=True):
-        x, y = divmod(c, n_regions)
-        if small[x]:
-            adj[x][y] = ln
-        if small[y]:
-            adj[y][x] = ln
-
-    final_value, dropped = _sieve_regions(r_value, r_size, r_key, small, adj, threshold)
-    node_value = final_value[region]
-    node_dropped = dropped[region]
-    changed = (node_value != value) | node_dropped
-    plan: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    for s in stats:
-        sl = slice(base[s.index], base[s.index + 1])
-        ch = changed[sl]
-        if ch.any():
-            plan[s.index] = (s.labels[ch], node_value[sl][ch], node_dropped[sl][ch])
-    return plan
-
-
-def _sieve_regions(
-    value: np.ndarray,
-    size: np.ndarray,
-    key: np.ndarray,
-    small: np.ndarray,
-    adj: dict[int, dict[int, float]],
-    threshold: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Run the MMU rule on a region graph: smallest region first, class with the longest
-    shared boundary, joining every touching region of that class."""
-    n = len(value)
-    parent = list(range(n))
-    val = value.tolist()
-    sz = size.tolist()
-    ky = key.tolist()
-    gone = [False] * n
-
-    def find(x: int) -> int:
-        root = x
-        while parent[root] != root:
-            root = parent[root]
-        while parent[x] != root:
-            parent[x], x = root, parent[x]
-        return root
-
-    heap = [(sz[r], ky[r], r) for r in np.flatnonzero(small).tolist()]
-    heapq.heapify(heap)
-    while heap:
-        s, _, r = heapq.heappop(heap)
-        if parent[r] != r or gone[r] or s != sz[r] or sz[r] >= threshold:
-            continue
-        totals: dict[int, float] = defaultdict(float)
-        touching: set[int] = set()
-        for nb, ln in adj.get(r, {}).items():
-            q = find(nb)
-            if q == r or gone[q]:
-                continue
-            touching.add(q)
-            if ln > 0:
-                totals[val[q]] += ln
-        if not totals:
-            gone[r] = True
-            adj.pop(r, None)
-            continue
-        cls = min(totals, key=lambda v: (-totals[v], v))
-        group = [r, *sorted(q for q in touching if val[q] == cls)]
-        merged_adj: dict[int, float] = defaultdict(float)
-        for m in group:
-            for nb, ln in adj.pop(m, {}).items():
-                merged_adj[nb] += ln
-        total = sum(sz[m] for m in group)
-        first = min(ky[m] for m in group)
-        for m in group[1:]:
-            parent[m] = r
-        val[r], sz[r], ky[r] = cls, total, first
-        if total < threshold:
-            adj[r] = merged_adj
-            heapq.heappush(heap, (total, first, r))
-    roots = np.array([find(x) for x in range(n)], dtype=np.int64)
-    return np.asarray(val, np.int64)[roots], np.asarray(gone, bool)[roots]
-
-
-# ======================================================================================
-# Running blocks: in this process or on Dask
-
-
-def _run_ordered(client: Any, fn: Callable[[Any], Any], tasks: Sequence[Any], name: str) -> Iterator[Any]:
-    """Results of ``fn`` over ``tasks`` in task order; at most a few blocks ahead in flight."""
-    if client is None:
-        for t in tasks:
-            yield fn(t)
-        return
-    from dask.base import tokenize
-    from distributed import as_completed
-
-    try:
-        workers = max(1, sum(client.nthreads().values()))
-    except Exception:
-        workers = 1
-    window = 2 * workers + 2
-    futures: dict[str, tuple[int, Any]] = {}
-    done: dict[int, Any] = {}
-    queue = as_completed()
-    submitted = yielded = 0
-    try:
-        while yielded < len(tasks):
-            while submitted < len(tasks) and submitted - yielded < window:
-                t = tasks[submitted]
-                key = f"geoseg-{name}-{submitted}-{tokenize(_task_token(t))}"
-                fut = client.submit(fn, t, key=key, pure=False)
-                futures[fut.key] = (submitted, fut)
-                queue.add(fut)
-                submitted += 1
-            fut = next(queue)
-            i, _ = futures.pop(fut.key)
-            done[i] = fut.result()
-            fut.release()
-            while yielded in done:
-                yield done.pop(yielded)
-                yielded += 1
-    finally:
-        left = [f for _, f in futures.values()]
-        if left:
-            client.cancel(left)
-
-
-def _task_token(task: _BlockTask) -> tuple[Any, ...]:
-    w = task.window
-    s = task.sieve
-    sieve = None if s is None else (s.threshold, s.labels.tobytes(), s.values.tobytes(), s.dropped.tobytes())
-    return (task.source.paths, task.source.nodata, (w.row_off, w.col_off, w.height, w.width),
-            task.connectivity, task.simplify_px, sieve)  # fmt: skip
-
-
-@contextmanager
-def dask_client(
-    workers: int | None = None, scheduler: str | None = None, start_method: str | None = None
-) -> Iterator[Any]:
-    """A Dask client: ``scheduler``'s, or a LocalCluster of ``workers`` one-thread processes.
-
-    ``workers=0`` runs everything in this process (no Dask at all) and yields None.
-    ``start_method`` is how local workers start: "fork" by default on Linux (see below);
-    pass "spawn" from a program whose other threads may be inside GDAL at that moment.
-    """
-    if scheduler:
-        from distributed import Client
-
-        try:
-            client = Client(scheduler, timeout=f"{SCHEDULER_TIMEOUT_S}s")
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise SchedulerError(
-                f"cannot reach the Dask scheduler at {scheduler} within {SCHEDULER_TIMEOUT_S} s "
-                f"({_first_line(exc)}); check the address or leave out --scheduler to run locally"
-            ) from exc
-        try:
-            yield client
-        finally:
-            client.close()
-        return
-    n = (os.cpu_count() or 1) if workers is None else workers
-    if n <= 0:
-        yield None
-        return
-    import dask
-    from distributed import Client, LocalCluster
-
-    # Processes, one thread each: GDAL polygonising and shapely hold the GIL for long stretches.
-    # On Linux the workers are forked rather than spawned: they inherit the modules this
-    # process has imported (rasterio, shapely, scipy, geoseg) and are ready in ~0.2 s instead
-    # of ~1.5 s, which matters for jobs of a few seconds. geoseg holds no GDAL dataset and
-    # runs no other thread at that point, which is what makes forking safe here.
-    method = start_method or ("fork" if sys.platform.startswith("linux") else "spawn")
-    with dask.config.set({"distributed.worker.multiprocessing-method": method}):
-        cluster = LocalCluster(
-            n_workers=n,
-            threads_per_worker=1,
-            processes=True,
-            silence_logs=logging.ERROR,
-            dashboard_address=":0",  # any free port: the scheduler's HTTP server starts anyway
-        )
-    try:
-        client = Client(cluster)
-        try:
-            yield client
-        finally:
-            client.close()
-    finally:
-        cluster.close()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 # ======================================================================================
