@@ -12,6 +12,7 @@ Messages name the item first and say what to do, e.g.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from os import PathLike
 
 
@@ -67,6 +68,14 @@ class ModelError(GeosegError, ValueError):
 
 class ConfigError(GeosegError, ValueError):
     """A workflow or training config with unknown keys or invalid values."""
+
+
+def refuse_unknown_keys(given: Iterable[str], known: Iterable[str], where: str) -> None:
+    """A ConfigError naming every key of ``given`` not in ``known``, and the known ones."""
+    known = sorted(known)
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(known)}")
 
 
 class OutputError(GeosegError, OSError):

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from geoseg.errors import ConfigError
+from geoseg.errors import ConfigError, refuse_unknown_keys
 
 IGNORE = 255
 
@@ -36,12 +36,7 @@ class PseudoLabelConfig:
     def from_dict(cls, d: Any, source: str = "config") -> PseudoLabelConfig:
         if not isinstance(d, dict):
             raise ConfigError(f"{source}: pseudo_labels must be a mapping (teacher, split, confidence, tta)")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(
-                f"{source}: unknown key(s) in pseudo_labels: {', '.join(unknown)}; known keys: {', '.join(sorted(known))}"
-            )
+        refuse_unknown_keys(d, (f.name for f in fields(cls)), f"{source}: pseudo_labels")
         if "teacher" not in d:
             raise ConfigError(f"{source}: pseudo_labels needs a 'teacher' model (path or catalog name)")
         cfg = cls(**d)

@@ -211,6 +211,16 @@ def _drop_collinear(polygon: Any) -> Any:
     return shapely.polygons(rebuilt[0], rebuilt[1:])
 
 
+def find_root(parent: list[int] | dict[int, int], x: int) -> int:
+    """Union-find: the root of ``x``, compressing the path on the way (``parent`` in place)."""
+    root = x
+    while parent[root] != root:
+        root = parent[root]
+    while parent[x] != root:
+        parent[x], x = root, parent[x]
+    return root
+
+
 class _SeamMerger:
     """Joins seam pieces across seams; hands out each group once all its blocks are done.
 
@@ -232,13 +242,7 @@ class _SeamMerger:
         self.next_id = 0
 
     def _find(self, x: int) -> int:
-        parent = self.parent
-        root = x
-        while parent[root] != root:
-            root = parent[root]
-        while parent[x] != root:
-            parent[x], x = root, parent[x]
-        return root
+        return find_root(self.parent, x)
 
     def _union(self, x: int, y: int) -> None:
         rx, ry = self._find(x), self._find(y)

@@ -30,7 +30,7 @@ from scipy import ndimage
 
 from geoseg.classblocks import _BlockTask, _read_block
 from geoseg.grid import Window
-from geoseg.seams import _facing, _Layout
+from geoseg.seams import _facing, _Layout, find_root
 
 # ======================================================================================
 # Minimum mapping unit: worker side
@@ -357,12 +357,7 @@ def _sieve_regions(
     gone = [False] * n
 
     def find(x: int) -> int:
-        root = x
-        while parent[root] != root:
-            root = parent[root]
-        while parent[x] != root:
-            parent[x], x = root, parent[x]
-        return root
+        return find_root(parent, x)
 
     heap = [(sz[r], ky[r], r) for r in np.flatnonzero(small).tolist()]
     heapq.heapify(heap)

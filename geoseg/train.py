@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from geoseg import __version__
-from geoseg.errors import BadRasterError, ConfigError, DataQuirkWarning, GeosegError
+from geoseg.errors import BadRasterError, ConfigError, DataQuirkWarning, GeosegError, refuse_unknown_keys
 from geoseg.io import ClassInfo, default_colour, open_raster
 from geoseg.metrics import PaperMetric, Scores, confusion
 from geoseg.progress import Progress, report
@@ -90,12 +90,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(
-                f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}"
-            )
+        refuse_unknown_keys(d, (f.name for f in fields(cls)), source)
         if "out" not in d:
             raise ConfigError(f"{source}: missing key 'out' (where to write the checkpoint)")
         if (d.get("dataset") is None) == (d.get("synthetic") is None):

@@ -346,7 +346,7 @@ def test_self_training_adds_the_unlabelled_split_to_the_training_samples(
     assert data.provenance["pseudo_labels"]["labelled_fraction"] == 1.0
     assert (data.train[1].labels[data.train[1].valid] != 255).all()
     # bad input: one clear line each
-    with pytest.raises(ConfigError, match=r"unknown key\(s\) in pseudo_labels: conf"):
+    with pytest.raises(ConfigError, match=r"pseudo_labels: unknown key\(s\) conf"):
         cfg(conf=0.9)
     with pytest.raises(ConfigError, match="confidence must be in"):
         cfg(confidence=1.0)
