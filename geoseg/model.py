@@ -148,12 +148,13 @@ def build_model(spec: ModelSpec) -> Any:
         raise ModelError(f"cannot build {arch} with encoder {spec.encoder}: {exc}") from exc
 
 
-def check_runs(module: Any, spec: ModelSpec, size: int = 64) -> None:
+def check_runs(module: Any, spec: ModelSpec, size: int = 256) -> None:
     """One forward pass of a small zero batch, before anything is trained or written.
 
     smp builds some settings it cannot run: an ``scse`` decoder attention on a decoder
     stage of under 16 channels has a zero-channel convolution and fails only at the
-    first forward pass, as a traceback from deep inside torch.
+    first forward pass, as a traceback from deep inside torch. 256 px: PAN pools its
+    1/32 feature map by 8 again and needs at least that.
     """
     import torch
 
