@@ -348,8 +348,9 @@ def test_self_training_adds_the_unlabelled_split_to_the_training_samples(
     # bad input: one clear line each
     with pytest.raises(ConfigError, match=r"pseudo_labels: unknown key\(s\) conf"):
         cfg(conf=0.9)
-    with pytest.raises(ConfigError, match="confidence must be in"):
-        cfg(confidence=1.0)
+    for bad in (1.0, "high"):
+        with pytest.raises(ConfigError, match="confidence must be in"):
+            cfg(confidence=bad)
     with pytest.raises(ConfigError, match="needs a 'teacher'"):
         TrainConfig.from_dict({"out": "-", "dataset": "toy", "pseudo_labels": {"split": "test"}})
     three = init_checkpoint(tmp_path / "three.safetensors", make_spec("Unet", "mobilenet_v2", 3, 3,
