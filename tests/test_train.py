@@ -250,12 +250,25 @@ def test_cli_train_config_with_unknown_key(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "unknown key(s) learning_rate" in r.output
 
 
-def test_shipped_forest_model_keeps_its_f1(shared_data: Path) -> None:
+def test_shipped_forest_model_keeps_its_f1(shared_data: Path, tmp_path: Path) -> None:
     """A regression in the model, the loaders or the metrics fails CI (shipped: F1 0.9486, mIoU 0.894)."""
-    from geoseg.train import evaluate
-
-    result = evaluate("forest-s2-rgb", "amazon-s2-rgb", "validation", threads=2)
-    assert result["paper"]["tiles"] == 15
+    out = tmp_path / "eval.json"
+    args = [
+        "evaluate",
+        "--model",
+        "forest-s2-rgb",
+        "--dataset",
+        "amazon-s2-rgb",
+        "--threads",
+        "2",
+        "--json",
+        str(out),
+    ]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert "paper metric" in r.output and "non-forest" in r.output
+    result = json.loads(out.read_text())
+    assert result["paper"]["tiles"] == 15 and result["split"] == "validation"
     assert result["paper"]["f1"] >= 0.948
     assert result["miou"] >= 0.892
 

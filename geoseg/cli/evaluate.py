@@ -20,14 +20,22 @@ import click
     help="Also write the metrics as JSON.",
 )
 @click.option("--tta", is_flag=True, help="Score the mean over the 8 rotations/flips of each image.")
-def command(model: str, dataset: str, split: str, json_path: Path | None, tta: bool) -> None:
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="CPU threads for the model (default: torch's).",
+)
+def command(
+    model: str, dataset: str, split: str, json_path: Path | None, tta: bool, threads: int | None
+) -> None:
     """Confusion matrix, per-class IoU/precision/recall/F1, mIoU, accuracy and kappa."""
     from geoseg.io import atomic_output, check_writable
     from geoseg.train import evaluate
 
     if json_path:
         check_writable(json_path)
-    result = evaluate(model, dataset, split, tta=tta)
+    result = evaluate(model, dataset, split, threads=threads, tta=tta)
     click.echo(
         f"{result['model']} on {dataset}/{split}" + (" (8-view test-time augmentation)" if tta else "")
     )
