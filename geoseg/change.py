@@ -443,20 +443,13 @@ def detect_change(
         if report_path is not None:
             from geoseg.report import change_report
 
-            staged_report = outputs.staged(report_path)
-            staged_report.mkdir()
-            change_report(result, maps, cog_path, staged_report)
-            result.report = report_path
+            result.report = outputs.report(report_path, lambda d: change_report(result, maps, cog_path, d))
+        outputs.finish(gpkg)
         if gpkg is not None:
-            gpkg.commit()
             result.out = out_path
-        outputs.commit()
         result.raster = raster_path
     except BaseException:
-        for w in writers:
-            w.abort()
-        if gpkg is not None:
-            gpkg.abort()
+        outputs.abort(writers, gpkg)
         raise
     finally:
         outputs.cleanup()

@@ -338,6 +338,15 @@ def partial_path(path: str | os.PathLike[str]) -> Path:
     return p.with_name(f".{p.name}.partial")
 
 
+def check_parent_writable(p: Path) -> None:
+    """The folder ``p`` would be created in exists and may be written (files and folders alike)."""
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"folder {parent} does not exist; create it first", p)
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"folder {parent} is not writable", p)
+
+
 def check_writable(path: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]] = ()) -> Path:
     """Fail early, before any work, when ``path`` cannot be written or is an input."""
     p = Path(path)
@@ -349,11 +358,7 @@ def check_writable(path: str | os.PathLike[str], inputs: Sequence[str | os.PathL
             raise OutputError("is also an input; choose another output path", p)
     if p.is_dir():
         raise OutputError("is a directory; give a file name", p)
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"folder {parent} does not exist; create it first", p)
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"folder {parent} is not writable", p)
+    check_parent_writable(p)
     if p.exists() and not os.access(p, os.W_OK):
         raise OutputError("exists and is not writable", p)
     return p

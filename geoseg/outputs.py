@@ -28,7 +28,7 @@ import rasterio
 
 from geoseg.errors import OutputError
 from geoseg.grid import Grid, Window
-from geoseg.io import GDAL_ENV, BandRef, RasterSource, check_writable
+from geoseg.io import GDAL_ENV, BandRef, RasterSource, check_parent_writable, check_writable
 from geoseg.progress import Progress
 
 PathLike = str | os.PathLike[str]
@@ -200,11 +200,7 @@ def _check_report_dir(path: PathLike | None) -> Path | None:
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise OutputError("exists and is not a folder; give a folder for the report", p)
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"folder {parent} does not exist; create it first", p)
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"folder {parent} is not writable", p)
+    check_parent_writable(p)
     return p
 
 
@@ -240,6 +236,27 @@ class _Outputs:
         tmp.unlink(missing_ok=True)
         self.moves.append((tmp, final))
         return tmp
+
+    def report(self, path: Path, write: Callable[[Path], object]) -> Path:
+        """``write`` a report into a staged folder that ``commit`` moves to ``path``."""
+        staged = self.staged(path)
+        staged.mkdir()
+        write(staged)
+        return path
+
+    def finish(self, gpkg: GpkgBuilder | None) -> None:
+        """The GeoPackage first (its own staged file), then every other staged output."""
+        if gpkg is not None:
+            gpkg.commit()
+        self.commit()
+
+    @staticmethod
+    def abort(writers: Sequence[Any], gpkg: GpkgBuilder | None) -> None:
+        """After a failure: the open raster writers and the GeoPackage leave nothing behind."""
+        for w in writers:
+            w.abort()
+        if gpkg is not None:
+            gpkg.abort()
 
     def commit(self) -> None:
         for tmp, final in self.moves:

@@ -384,20 +384,15 @@ def track_loss(
         if report_path is not None:
             from geoseg.report import track_report
 
-            staged_report = outputs.staged(report_path)
-            staged_report.mkdir()
-            track_report(result, aligned, ly_path, staged_report, report_imagery)
-            result.report = report_path
+            result.report = outputs.report(
+                report_path, lambda d: track_report(result, aligned, ly_path, d, report_imagery)
+            )
+        outputs.finish(gpkg)
         if gpkg is not None:
-            gpkg.commit()
             result.out = out_path
-        outputs.commit()
         result.loss_year = loss_path
     except BaseException:
-        for w in writers:
-            w.abort()
-        if gpkg is not None:
-            gpkg.abort()
+        outputs.abort(writers, gpkg)
         raise
     finally:
         outputs.cleanup()
