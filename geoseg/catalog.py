@@ -163,10 +163,11 @@ class Source:
 
 @dataclass(frozen=True)
 class LabelClass:
-    """A class value in a label raster or mask, and its name."""
+    """A class value in a label raster or mask, its name, and its display colour if given."""
 
     value: int
     name: str
+    colour: tuple[int, int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -792,17 +793,41 @@ def _parse_classes(f: _Fields, required: bool) -> tuple[LabelClass, ...]:
     if not isinstance(raw, dict) or not raw:
         raise f.error("classes", f"expected a mapping of class value -> name, got {_typename(raw)}")
     out = []
-    for value, name in raw.items():
+    for value, spec in raw.items():
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 254:
             raise f.error(
                 "classes", f"class value {value!r} must be an integer 0..254 (255 is the class maps' nodata)"
             )
+        # `1: forest`, or `1: {name: forest, colour: "#228b22"}` where the default palette
+        # would mislead (a blue non-forest class reads as water in every quick-look)
+        name, colour = spec, None
+        if isinstance(spec, dict):
+            extra = sorted(set(spec) - {"name", "colour"})
+            if extra:
+                raise f.error(f"classes.{value}", f"unknown keys {extra}; a class has a name and a colour")
+            name = spec.get("name")
+            colour = _parse_colour(f, f"classes.{value}.colour", spec.get("colour"))
         if not isinstance(name, str) or not name.strip():
             raise f.error(f"classes.{value}", f"expected a class name, got {_typename(name)}")
-        out.append(LabelClass(value, name))
+        out.append(LabelClass(value, name, colour))
     if len({c.name for c in out}) != len(out):
         raise f.error("classes", "class names must be unique")
     return tuple(sorted(out, key=lambda c: c.value))
+
+
+def _parse_colour(f: _Fields, key: str, raw: object) -> tuple[int, int, int] | None:
+    """``"#rrggbb"`` or ``[r, g, b]`` (0..255 each); absent is None."""
+    if raw is None:
+        return None
+    if isinstance(raw, str) and re.fullmatch(r"#[0-9a-fA-F]{6}", raw):
+        return (int(raw[1:3], 16), int(raw[3:5], 16), int(raw[5:7], 16))
+    if (
+        isinstance(raw, list)
+        and len(raw) == 3
+        and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in raw)
+    ):
+        return (raw[0], raw[1], raw[2])
+    raise f.error(key, f'expected "#rrggbb" or [r, g, b] with values 0..255, got {raw!r}')
 
 
 def _parse_date(f: _Fields, key: str, value: object) -> str:

@@ -170,7 +170,7 @@ def load_labelset(name: str, cfg: TrainConfig) -> Dataset:
 
     entry = catalog.load_catalog().get(name, catalog.LabelSetEntry)
     values = [c.value for c in entry.classes]
-    classes = [ClassInfo(i, c.name, default_colour(i)) for i, c in enumerate(entry.classes)]
+    classes = [ClassInfo(i, c.name, c.colour or default_colour(i)) for i, c in enumerate(entry.classes)]
     band_names = list(entry.bands) if entry.bands else None
     if entry.splits:
         loaded: dict[str, list[Sample]] = {}

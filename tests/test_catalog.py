@@ -430,6 +430,43 @@ def test_labelset_validation(tmp_path: Path) -> None:
     assert "key 'class_field': missing (required with 'polygons' or 'points')" in message
 
 
+def test_labelset_class_colours(tmp_path: Path) -> None:
+    entry = labelset_entry(tmp_path, classes={1: {"name": "forest", "colour": "#1E6e1e"},
+                                              2: {"name": "non-forest", "colour": [230, 200, 120]},
+                                              3: "water"})  # fmt: skip
+    classes = load_catalog(write_catalog(tmp_path, [entry])).get("tiles", LabelSetEntry).classes
+    assert [(c.value, c.name, c.colour) for c in classes] == [
+        (1, "forest", (30, 110, 30)), (2, "non-forest", (230, 200, 120)), (3, "water", None)
+    ]  # fmt: skip
+    for colour, bad in [("#12345", "'#12345'"), ([1, 2, 256], "[1, 2, 256]"), ("green", "'green'")]:
+        entry = labelset_entry(tmp_path, classes={1: {"name": "forest", "colour": colour}})
+        message = catalog_error(write_catalog(tmp_path, [entry]))
+        assert (
+            f"key 'classes.1.colour': expected \"#rrggbb\" or [r, g, b] with values 0..255, got {bad}"
+            in message
+        )
+    entry = labelset_entry(tmp_path, classes={1: {"name": "forest", "color": "#000000"}})
+    assert "key 'classes.1': unknown keys ['color']" in catalog_error(write_catalog(tmp_path, [entry]))
+    entry = labelset_entry(tmp_path, classes={1: {"colour": "#000000"}})
+    assert "key 'classes.1': expected a class name, got nothing" in catalog_error(
+        write_catalog(tmp_path, [entry])
+    )
+
+
+def test_real_label_sets_colour_their_classes(real: Catalog) -> None:
+    """The shipped models draw the catalog's colours (non-forest is not the palette's blue)."""
+    from geoseg.model import read_spec, resolve_model_path
+
+    for labelset, model in [
+        ("amazon-s2-rgb", "forest-s2-rgb"),
+        ("nc-landsat7-labels", "landcover-nc-landsat7"),
+    ]:
+        expected = [(c.name, c.colour) for c in real.get(labelset, LabelSetEntry).classes]
+        assert all(colour is not None for _, colour in expected)
+        spec = read_spec(resolve_model_path(model))
+        assert [(c.name, tuple(c.colour)) for c in spec.classes] == expected
+
+
 # --------------------------------------------------------------------------- sha256
 
 
