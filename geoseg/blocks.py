@@ -18,8 +18,7 @@ The underscored helpers are internal to geoseg (used by :mod:`geoseg.change` and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -29,44 +28,6 @@ from geoseg.grid import Grid, Window, iter_tiles
 from geoseg.progress import Progress, report
 
 DEFAULT_BLOCK = 1024
-
-
-def _run_blocks(
-    client: Any, fn: Callable[[Any], Any], tasks: Sequence[Any], token: str
-) -> Iterator[tuple[int, Any]]:
-    """(index, result) of ``fn`` over ``tasks`` as they finish; a few blocks in flight."""
-    if client is None:
-        for i, t in enumerate(tasks):
-            yield i, fn(t)
-        return
-    from distributed import as_completed
-
-    try:
-        workers = max(1, sum(client.nthreads().values()))
-    except Exception:
-        workers = 1
-    limit = 2 * workers + 2  # enough to keep workers busy; results wait on the client briefly
-    queue = as_completed()
-    index: dict[str, int] = {}
-    submitted = finished = 0
-    live: list[Any] = []
-    try:
-        while finished < len(tasks):
-            while submitted < len(tasks) and submitted - finished < limit:
-                fut = client.submit(fn, tasks[submitted], key=f"{token}-{submitted}", pure=False)
-                index[fut.key] = submitted
-                live.append(fut)
-                queue.add(fut)
-                submitted += 1
-            fut = next(queue)
-            result = fut.result()
-            finished += 1
-            live.remove(fut)
-            fut.release()
-            yield index.pop(fut.key), result
-    finally:
-        if live:
-            client.cancel(live)
 
 
 class _Phases:

@@ -48,7 +48,8 @@ from geoseg.align import (
     to_index,
 )
 from geoseg.areas import AreaModel, area_model
-from geoseg.blocks import DEFAULT_BLOCK, _Phases, _pixel_areas, _run_blocks, _windows
+from geoseg.blocks import DEFAULT_BLOCK, _Phases, _pixel_areas, _windows
+from geoseg.cluster import run_tasks
 from geoseg.errors import ConfigError, DataQuirkWarning, GridMismatchError
 from geoseg.grid import Grid, Window
 from geoseg.io import CLASS_NODATA, ClassInfo, RasterWriter, class_map_writer
@@ -375,7 +376,9 @@ def detect_change(
             unknown = 0
             phases = _Phases(progress, [1, 1] if want_polygons else [1])
             blocks_done = phases.phase(0, "blocks")
-            for done, (k, res) in enumerate(_run_blocks(client, _change_block, tasks, token), start=1):
+            for done, (k, res) in enumerate(
+                run_tasks(client, _change_block, tasks, lambda i: f"{token}-{i}"), start=1
+            ):
                 if cog is not None:
                     cog.write(res.window, res.codes)
                 if sel_raster is not None:

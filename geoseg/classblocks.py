@@ -16,9 +16,7 @@ live apart from either.
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,11 +25,11 @@ from typing import Any
 import numpy as np
 
 from geoseg.areas import AreaModel
-from geoseg.errors import BadRasterError, SchedulerError
+from geoseg.cluster import close_client, fork_is_safe, local_client, remote_client, run_tasks
+from geoseg.errors import BadRasterError
 from geoseg.grid import Window
 from geoseg.io import RasterSource, read_window
 
-SCHEDULER_TIMEOUT_S = 5
 _INT32 = np.iinfo(np.int32)
 
 
@@ -91,42 +89,13 @@ def _read_block(source: RasterSource, window: Window) -> tuple[np.ndarray, np.nd
 
 def _run_ordered(client: Any, fn: Callable[[Any], Any], tasks: Sequence[Any], name: str) -> Iterator[Any]:
     """Results of ``fn`` over ``tasks`` in task order; at most a few blocks ahead in flight."""
-    if client is None:
-        for t in tasks:
-            yield fn(t)
-        return
     from dask.base import tokenize
-    from distributed import as_completed
 
-    try:
-        workers = max(1, sum(client.nthreads().values()))
-    except Exception:
-        workers = 1
-    window = 2 * workers + 2
-    futures: dict[str, tuple[int, Any]] = {}
-    done: dict[int, Any] = {}
-    queue = as_completed()
-    submitted = yielded = 0
-    try:
-        while yielded < len(tasks):
-            while submitted < len(tasks) and submitted - yielded < window:
-                t = tasks[submitted]
-                key = f"geoseg-{name}-{submitted}-{tokenize(_task_token(t))}"
-                fut = client.submit(fn, t, key=key, pure=False)
-                futures[fut.key] = (submitted, fut)
-                queue.add(fut)
-                submitted += 1
-            fut = next(queue)
-            i, _ = futures.pop(fut.key)
-            done[i] = fut.result()
-            fut.release()
-            while yielded in done:
-                yield done.pop(yielded)
-                yielded += 1
-    finally:
-        left = [f for _, f in futures.values()]
-        if left:
-            client.cancel(left)
+    def key(i: int) -> str:
+        return f"geoseg-{name}-{i}-{tokenize(_task_token(tasks[i]))}"
+
+    for _, result in run_tasks(client, fn, tasks, key, ordered=True):
+        yield result
 
 
 def _task_token(task: _BlockTask) -> tuple[Any, ...]:
@@ -144,19 +113,12 @@ def dask_client(
     """A Dask client: ``scheduler``'s, or a LocalCluster of ``workers`` one-thread processes.
 
     ``workers=0`` runs everything in this process (no Dask at all) and yields None.
-    ``start_method`` is how local workers start: "fork" by default on Linux (see below);
-    pass "spawn" from a program whose other threads may be inside GDAL at that moment.
+    ``start_method`` is how local workers start: "fork" by default on Linux
+    (:mod:`geoseg.cluster`); pass "spawn" from a program whose other threads may be
+    inside GDAL at that moment.
     """
     if scheduler:
-        from distributed import Client
-
-        try:
-            client = Client(scheduler, timeout=f"{SCHEDULER_TIMEOUT_S}s")
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise SchedulerError(
-                f"cannot reach the Dask scheduler at {scheduler} within {SCHEDULER_TIMEOUT_S} s "
-                f"({_first_line(exc)}); check the address or leave out --scheduler to run locally"
-            ) from exc
+        client = remote_client(scheduler)
         try:
             yield client
         finally:
@@ -166,33 +128,11 @@ def dask_client(
     if n <= 0:
         yield None
         return
-    import dask
-    from distributed import Client, LocalCluster
-
-    # Processes, one thread each: GDAL polygonising and shapely hold the GIL for long stretches.
-    # On Linux the workers are forked rather than spawned: they inherit the modules this
-    # process has imported (rasterio, shapely, scipy, geoseg) and are ready in ~0.2 s instead
-    # of ~1.5 s, which matters for jobs of a few seconds. geoseg holds no GDAL dataset and
-    # runs no other thread at that point, which is what makes forking safe here.
-    method = start_method or ("fork" if sys.platform.startswith("linux") else "spawn")
-    with dask.config.set({"distributed.worker.multiprocessing-method": method}):
-        cluster = LocalCluster(
-            n_workers=n,
-            threads_per_worker=1,
-            processes=True,
-            silence_logs=logging.ERROR,
-            dashboard_address=":0",  # any free port: the scheduler's HTTP server starts anyway
-        )
+    # geoseg holds no GDAL dataset and runs no other thread here, which is what makes
+    # forking safe; these workers never run a model
+    fork = fork_is_safe() if start_method is None else start_method == "fork"
+    client = local_client(n, fork=fork)
     try:
-        client = Client(cluster)
-        try:
-            yield client
-        finally:
-            client.close()
+        yield client
     finally:
-        cluster.close()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+        close_client(client)

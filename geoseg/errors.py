@@ -70,6 +70,12 @@ class ConfigError(GeosegError, ValueError):
     """A workflow or training config with unknown keys or invalid values."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (GDAL and torch write paragraphs), or its type."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
 def refuse_unknown_keys(given: Iterable[str], known: Iterable[str], where: str) -> None:
     """A ConfigError naming every key of ``given`` not in ``known``, and the known ones."""
     known = sorted(known)

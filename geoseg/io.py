@@ -30,6 +30,7 @@ from geoseg.errors import (
     MissingFileError,
     OutputError,
     WindowError,
+    first_line,
 )
 from geoseg.grid import Grid, Window
 
@@ -91,12 +92,7 @@ def _open(path: str | os.PathLike[str]) -> Any:
         with rasterio.Env(**GDAL_ENV):
             return rasterio.open(path)
     except RasterioIOError as exc:
-        raise BadRasterError(f"not a raster GDAL can read ({_first_line(exc)})", path) from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+        raise BadRasterError(f"not a raster GDAL can read ({first_line(exc)})", path) from exc
 
 
 def _check_readable(ds: Any, path: str) -> None:
@@ -108,7 +104,7 @@ def _check_readable(ds: Any, path: str) -> None:
             ds.read(1, window=rasterio.windows.Window(max(0, w - 256), row, min(w, 256), 1))
     except RasterioIOError as exc:
         raise BadRasterError(
-            f"truncated or corrupt raster ({_first_line(exc)}); re-download or re-export it", path
+            f"truncated or corrupt raster ({first_line(exc)}); re-download or re-export it", path
         ) from exc
 
 
@@ -478,7 +474,7 @@ class RasterWriter:
                         window=rasterio.windows.Window(0, 0, 1, 1),
                     )
         except (RasterioIOError, OSError) as exc:
-            raise OutputError(f"cannot be written ({_first_line(exc)})", self.path) from exc
+            raise OutputError(f"cannot be written ({first_line(exc)})", self.path) from exc
 
     def write(self, window: Window, data: np.ndarray) -> None:
         """Write ``data`` (``(h, w)`` or ``(count, h, w)``) at ``window`` of the grid."""

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from geoseg import __version__
-from geoseg.errors import MissingFileError, ModelError
+from geoseg.errors import MissingFileError, ModelError, first_line
 from geoseg.io import ClassInfo, default_colour
 
 FORMAT = "geoseg-checkpoint/1"
@@ -164,9 +164,8 @@ def check_runs(module: Any, spec: ModelSpec, size: int = 256) -> None:
         with torch.inference_mode():
             module(torch.zeros(1, len(spec.bands), size, size))
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(
-            f"{spec.arch}/{spec.encoder} with {spec.kwargs or 'default settings'} builds but cannot run ({first}); change the model settings"
+            f"{spec.arch}/{spec.encoder} with {spec.kwargs or 'default settings'} builds but cannot run ({first_line(exc)}); change the model settings"
         ) from exc
     finally:
         module.train(was_training)

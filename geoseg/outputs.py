@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import rasterio
 
-from geoseg.errors import OutputError
+from geoseg.errors import OutputError, first_line
 from geoseg.grid import Grid, Window
 from geoseg.io import GDAL_ENV, BandRef, RasterSource, check_parent_writable, check_writable
 from geoseg.progress import Progress
@@ -118,7 +118,7 @@ class GpkgBuilder:
                     geometry_type="Polygon", crs=self.crs, append=started, **extra,
                 )  # fmt: skip
             except Exception as exc:
-                raise OutputError(f"cannot be written ({_first_line(exc)})", self.out) from exc
+                raise OutputError(f"cannot be written ({first_line(exc)})", self.out) from exc
             started = True
             pending, pending_n = [], 0
 
@@ -146,7 +146,7 @@ class GpkgBuilder:
                 pd.DataFrame(columns), str(self.tmp), layer=name, driver="GPKG", **self._options()
             )
         except Exception as exc:
-            raise OutputError(f"cannot be written ({_first_line(exc)})", self.out) from exc
+            raise OutputError(f"cannot be written ({first_line(exc)})", self.out) from exc
         self.counts[name] = len(next(iter(columns.values()))) if columns else 0
 
     def commit(self) -> Path:
@@ -159,11 +159,6 @@ class GpkgBuilder:
     def _cleanup(self) -> None:
         for suffix in ("", "-journal", "-wal", "-shm"):
             self.tmp.with_name(self.tmp.name + suffix).unlink(missing_ok=True)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def _check_gpkg(out: PathLike, inputs: Sequence[PathLike]) -> Path:

@@ -31,6 +31,7 @@ import numpy as np
 import rasterio
 
 from geoseg import __version__
+from geoseg.cluster import close_client, fork_is_safe, local_client, remote_client
 from geoseg.errors import GeosegError, MissingFileError, ModelError, OutputError, SchedulerError
 from geoseg.grid import Grid, Tile, Window, batch_tiles
 from geoseg.io import CLASS_NODATA, RasterSource, RasterWriter, check_writable, class_map_writer
@@ -297,19 +298,14 @@ class TileStore:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def connect(scheduler: str | None, workers: int | None, threads: int) -> Any:
-    """A dask.distributed client: to ``scheduler`` if given, else a new LocalCluster."""
-    from distributed import Client, LocalCluster
+def connect(scheduler: str | None, workers: int | None, threads: int, fork: bool = False) -> Any:
+    """A dask.distributed client: to ``scheduler`` if given, else a new LocalCluster.
 
+    ``fork``: fork the local workers (:func:`geoseg.cluster.fork_is_safe`, and no other
+    thread of this process in GDAL now).
+    """
     if scheduler:
-        try:
-            return Client(scheduler, timeout="5s")
-        except (OSError, TimeoutError) as exc:
-            raise SchedulerError(
-                f"cannot reach Dask scheduler at {scheduler} ({exc}); check the address and that `dask scheduler` is running"
-            ) from exc
-    import dask
-
+        return remote_client(scheduler)
     n = workers or max(1, (os.cpu_count() or 1) // max(threads, 1))
     # One task per worker thread at a time. Dask's default (10 % more) gives each
     # single-threaded worker a second task in advance, so which worker gets which batch
@@ -317,29 +313,18 @@ def connect(scheduler: str | None, workers: int | None, threads: int) -> Any:
     # in turn, each walks down its own strip (grid.batch_tiles) and finds the block rows
     # it shares with its previous batch still decoded: reads 0.07 -> 0.05 s per batch
     # (4096^2 run, 2 workers). A task lasts seconds, the scheduler's round trip ~1 ms.
-    with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
-        cluster = LocalCluster(
-            n_workers=n,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",  # any free port: the scheduler starts its HTTP server anyway
-            memory_limit=0,
-            silence_logs=logging.ERROR,
-        )
-    return Client(cluster)
-
-
-def _close(client: Any) -> None:
-    cluster = client.cluster
-    client.close()
-    if cluster is not None:
-        cluster.close()
+    return local_client(n, fork=fork, config={"distributed.scheduler.worker-saturation": 1.0})
 
 
 class _ClusterStart:
     """A LocalCluster being started in a thread; ``client()`` waits for it."""
 
     def __init__(self, workers: int | None, threads: int) -> None:
+        # dask's own modules first, here: this thread goes on to ``tokenize`` while the
+        # other imports distributed, and two threads importing dask at once can meet a
+        # half-initialised dask.base (an ImportError)
+        import dask.base  # noqa: F401
+
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="geoseg-cluster")
         self._future = self._pool.submit(connect, None, workers, threads)
         self._taken = False
@@ -352,7 +337,7 @@ class _ClusterStart:
         """Close the cluster if nobody took it (an error came first), and the thread."""
         if not self._taken:
             try:
-                _close(self._future.result())
+                close_client(self._future.result())
             except Exception:  # a cluster that failed to start has nothing to close
                 log.debug("local cluster did not start", exc_info=True)
         self._pool.shutdown()
@@ -400,15 +385,17 @@ def predict(
             f"{model_path.name} expects {len(spec.bands)} bands ({', '.join(spec.bands)}) but "
             f"{_label(images)} has {source.count} ({', '.join(source.band_names)}); select bands with --bands"
         )
-    own_client = client is None
-    # A LocalCluster takes ~0.6 s to start: it starts now, beside the rest of the checks
-    # and the planning, instead of after them. A remote scheduler is reached later, so a
-    # bad input still fails before any wait for the network.
-    starting = _ClusterStart(workers, opts.threads) if own_client and not scheduler else None
+    local = client is None and not scheduler
+    # Forked local workers start in ~0.1 s, after the checks (a bad input starts no
+    # cluster), from this thread while no other runs GDAL. Spawned ones take ~0.6 s:
+    # they start now in a thread, beside the rest of the checks and the planning. A
+    # remote scheduler is reached after the checks too, before any wait for the network.
+    fork = local and fork_is_safe(models=True)
+    starting = _ClusterStart(workers, opts.threads) if local and not fork else None
     try:
         return _plan_and_run(
             images, model_path, spec, source, out, probabilities, opts, scheduler, workers, client,
-            starting, resume, progress, tags or {}, t0,
+            starting, fork, resume, progress, tags or {}, t0,
         )  # fmt: skip
     finally:
         if starting is not None:
@@ -427,6 +414,7 @@ def _plan_and_run(
     workers: int | None,
     client: Any,
     starting: _ClusterStart | None,
+    fork: bool,
     resume: bool,
     progress: Progress | None,
     extra_tags: dict[str, str],
@@ -441,15 +429,15 @@ def _plan_and_run(
     prob_path = check_writable(probabilities, images) if probabilities else None
     own_client = client is None
     if starting is None and own_client:
-        client = connect(scheduler, workers, opts.threads)
+        client = connect(scheduler, workers, opts.threads, fork)
     closed = False  # the run's own client closed (or closing) already
     try:
-        if starting is None:
+        if own_client and not scheduler:
+            dev, be, n = opts.resolve()
+        else:
             # a remote cluster (or the caller's client): its workers, not this process,
             # decide what ``auto`` means
             dev, be, n = resolve_on_workers(client, opts, scheduler or str(client.scheduler.address))
-        else:
-            dev, be, n = opts.resolve()
         if be == "onnx":
             _ensure_onnx_export(model_path)  # once here, not racing in every worker
         grid = source.grid
@@ -504,7 +492,7 @@ def _plan_and_run(
             # The cluster's shutdown (0.1-0.16 s, mostly waiting for the workers to exit)
             # runs beside the COG copy instead of before it: 0.45 -> 0.37 s for both at 4096^2.
             with ThreadPoolExecutor(1, thread_name_prefix="geoseg-close") as pool:
-                closing = pool.submit(_close, client) if own_client else None
+                closing = pool.submit(close_client, client) if own_client else None
                 closed = True
                 writer.finish()
                 if closing is not None:
@@ -514,7 +502,7 @@ def _plan_and_run(
             raise
     except BaseException:
         if own_client and client is not None and not closed:
-            _close(client)  # a local cluster nobody took yet is closed by _ClusterStart
+            close_client(client)  # a local cluster nobody took yet is closed by _ClusterStart
         raise
     store.remove()
     return PredictResult(

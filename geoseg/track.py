@@ -23,7 +23,8 @@ import numpy as np
 
 from geoseg.align import AlignedMaps, PathLike, align_maps, check_dates, resolve_classes
 from geoseg.areas import AreaModel, area_model
-from geoseg.blocks import DEFAULT_BLOCK, _Phases, _pixel_areas, _run_blocks, _windows
+from geoseg.blocks import DEFAULT_BLOCK, _Phases, _pixel_areas, _windows
+from geoseg.cluster import run_tasks
 from geoseg.errors import BadRasterError, ConfigError
 from geoseg.grid import Grid, Window
 from geoseg.io import RasterWriter
@@ -335,7 +336,9 @@ def track_loss(
             partial: list[_TrackBlock | None] = [None] * len(tasks)
             phases = _Phases(progress, [2, 1, 1] if want_polygons else [1])
             blocks_done = phases.phase(0, "blocks")
-            for done, (i, res) in enumerate(_run_blocks(client, _track_block, tasks, token), start=1):
+            for done, (i, res) in enumerate(
+                run_tasks(client, _track_block, tasks, lambda i: f"{token}-{i}"), start=1
+            ):
                 if ly is not None:
                     ly.write(res.window, res.loss_year)
                 if loss_idx is not None and gain_idx is not None:

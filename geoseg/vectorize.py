@@ -59,13 +59,14 @@ import shapely
 from affine import Affine
 
 from geoseg.areas import AreaModel, area_model
-from geoseg.classblocks import _BlockTask, _first_line, _read_block, _run_ordered, _Sieve, dask_client
+from geoseg.classblocks import _BlockTask, _read_block, _run_ordered, _Sieve, dask_client
 from geoseg.errors import (
     BadRasterError,
     ConfigError,
     GeosegError,
     MissingFileError,
     OutputError,
+    first_line,
 )
 from geoseg.grid import Window
 from geoseg.io import (
@@ -628,7 +629,7 @@ class _LayerWriter:
                 geometry_type=self.geometry_type, crs=self.crs, append=self.started, **extra,
             )  # fmt: skip
         except Exception as exc:
-            raise OutputError(f"cannot be written ({_first_line(exc)})", self.out) from exc
+            raise OutputError(f"cannot be written ({first_line(exc)})", self.out) from exc
         finally:
             pyogrio.set_gdal_config_options({"OGR_SQLITE_SYNCHRONOUS": previous})
         self.started = True

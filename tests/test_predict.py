@@ -115,6 +115,23 @@ def test_deterministic_whatever_workers_and_batches(
     assert out.read_bytes() == reference.read_bytes()
 
 
+def test_forked_workers_give_the_spawned_ones_bytes(
+    tmp_path: Path, reference: Path, scene: Path, tiny_model: Path
+) -> None:
+    """The CLI forks its workers (no torch in the client); this process, which imported
+    torch, spawns them (the reference): the same class map either way."""
+    from geoseg.cluster import fork_is_safe
+
+    assert "torch" in sys.modules and not fork_is_safe(models=True) and fork_is_safe()
+    out = tmp_path / "forked.tif"
+    cmd = [str(VENV_BIN / "geoseg"), "-vv", "predict", str(scene), "--model", str(tiny_model), "--out", str(out),
+           "--tile-size", "256", "--overlap", "32", "--workers", "2", "--backend", "torch"]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "local cluster: 2 workers (fork)" in r.stderr
+    assert out.read_bytes() == reference.read_bytes()
+
+
 def test_onnx_backend_agrees_with_torch(
     tmp_path: Path, reference: Path, scene: Path, tiny_model: Path
 ) -> None:
@@ -321,7 +338,7 @@ def _free_port() -> int:
 
 def test_unreachable_scheduler_fails_fast(tmp_path: Path, scene: Path, tiny_model: Path) -> None:
     t = time.perf_counter()
-    with pytest.raises(SchedulerError, match="cannot reach Dask scheduler"):
+    with pytest.raises(SchedulerError, match="cannot reach the Dask scheduler"):
         predict([scene], tiny_model, tmp_path / "o.tif", scheduler=f"tcp://127.0.0.1:{_free_port()}")
     assert time.perf_counter() - t < 15
     assert not (tmp_path / "o.tif").exists()
