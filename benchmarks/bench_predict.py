@@ -370,7 +370,8 @@ def _tree_memory(root: Any) -> tuple[int, int, dict[str, int]]:
     """(summed RSS, summed PSS, PSS by role) of ``root`` and all its descendants.
 
     Roles: ``client`` (the root, which also hosts LocalCluster's nannies), ``worker``
-    (spawned dask workers), ``other`` (e.g. multiprocessing's resource tracker).
+    (dask workers: spawned ones run ``spawn_main``, forked ones keep the client's command
+    line), ``other`` (e.g. multiprocessing's resource tracker).
     """
     import psutil
 
@@ -378,6 +379,7 @@ def _tree_memory(root: Any) -> tuple[int, int, dict[str, int]]:
     roles: dict[str, int] = {}
     try:
         procs = [root, *root.children(recursive=True)]
+        root_cmd = " ".join(root.cmdline())
     except psutil.Error:
         return 0, 0, roles
     for p in procs:
@@ -388,7 +390,10 @@ def _tree_memory(root: Any) -> tuple[int, int, dict[str, int]]:
             continue
         rss += r
         pss += q
-        role = "client" if p.pid == root.pid else "worker" if "spawn_main" in cmd else "other"
+        if p.pid == root.pid:
+            role = "client"
+        else:
+            role = "worker" if "spawn_main" in cmd or cmd == root_cmd else "other"
         key = f"{role} {p.pid}"
         roles[key] = q
     return rss, pss, roles
