@@ -102,11 +102,15 @@ def data_root() -> Path:
 
 
 def default_catalog_path() -> Path:
-    """``$GEOSEG_CATALOG``, else ``data_catalog.yaml`` at the root of the repository checkout."""
+    """``$GEOSEG_CATALOG``, else ``data_catalog.yaml`` at the root of the repository checkout,
+    else the copy inside an installed package (``geoseg/data_catalog.yaml``, a symlink to the
+    root's in the checkout, so a wheel carries the catalog its shipped models are named in).
+    """
     env = os.environ.get(CATALOG_ENV)
     if env:
         return Path(env).expanduser()
-    return _REPO_ROOT / CATALOG_FILENAME
+    checkout = _REPO_ROOT / CATALOG_FILENAME
+    return checkout if checkout.is_file() else _PACKAGE_DIR / CATALOG_FILENAME
 
 
 def _root(root: PathLike | None) -> Path:

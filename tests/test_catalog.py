@@ -7,6 +7,7 @@ import hashlib
 import http.server
 import io
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -465,6 +466,24 @@ def test_real_label_sets_colour_their_classes(real: Catalog) -> None:
         assert all(colour is not None for _, colour in expected)
         spec = read_spec(resolve_model_path(model))
         assert [(c.name, tuple(c.colour)) for c in spec.classes] == expected
+
+
+def test_installed_package_carries_the_catalog(tmp_path: Path) -> None:
+    """A wheel has no repository root: the package's own copy names the shipped models."""
+    link = REPO / "geoseg" / "data_catalog.yaml"
+    assert link.read_bytes() == (REPO / "data_catalog.yaml").read_bytes()
+    site = tmp_path / "site-packages"
+    shutil.copytree(REPO / "geoseg", site / "geoseg", symlinks=False)  # as a wheel installs it
+    code = (
+        "from geoseg.catalog import default_catalog_path, load_catalog\n"
+        "print(default_catalog_path())\n"
+        "print(load_catalog().get('forest-s2-rgb').name)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "GEOSEG_CATALOG"}
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**env, "PYTHONPATH": str(site)},
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [str(site / "geoseg" / "data_catalog.yaml"), "forest-s2-rgb"]
 
 
 # --------------------------------------------------------------------------- sha256
