@@ -39,6 +39,7 @@ product (see :mod:`geoseg.stac`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import fcntl
 import hashlib
@@ -566,8 +567,18 @@ class _Planner:
 
         check_writable(cfg.out)  # its folder exists and is writable: checked now, not after the data loads
         model = Path(cfg.out).absolute()
-        step = Step(name, "train", {"config": _jsonable(cfg.__dict__)}, {}, {"model": (Item(model),)}, {},
-                    train_config=cfg)  # fmt: skip
+        params = {"config": _jsonable(cfg.__dict__)}
+        refs: dict[str, tuple[Ref, ...]] = {}
+        if cfg.pseudo_labels is not None:
+            # The teacher is an input like any model: an earlier train step (which then runs
+            # first), a catalog model or a checkpoint, fingerprinted by its sha256, so a
+            # retrained teacher retrains the student
+            teacher = self.resolve_model(str(cfg.pseudo_labels["teacher"]), where, "pseudo_labels.teacher")
+            refs["teacher"] = (teacher,)
+            cfg = dataclasses.replace(
+                cfg, pseudo_labels={**cfg.pseudo_labels, "teacher": str(teacher.items[0].path)}
+            )
+        step = Step(name, "train", params, refs, {"model": (Item(model),)}, {}, train_config=cfg)
         self._claim(step, where)
         self.steps[name] = step
         return step
@@ -912,7 +923,10 @@ class _Planner:
     def _claim(self, step: Step, where: str) -> None:
         for items in step.outputs.values():
             for i in items:
-                top = i.path if i.path.parent == self.out else i.path.parent
+                # a step's folder under the output directory; a file elsewhere (a train
+                # step's model, beside other models) only claims itself
+                inside = i.path.parent != self.out and i.path.is_relative_to(self.out)
+                top = i.path.parent if inside else i.path
                 owner = self.files.get(top)
                 if owner is not None and owner != step.name:
                     raise ConfigError(

@@ -321,6 +321,38 @@ def test_training_configs_are_workflows(shared_data: Path, tmp_path: Path, name:
     assert not (tmp_path / "out").exists()
 
 
+def test_self_training_teacher_is_a_fingerprinted_input(shared_data: Path, tmp_path: Path) -> None:
+    """pseudo_labels.teacher names an earlier train step (run first), a catalog model or a file."""
+    from geoseg.errors import CatalogError
+
+    def train(name: str, **extra: object) -> dict:
+        return {"name": name, "kind": "train", "out": str(tmp_path / f"{name}.safetensors"),
+                "dataset": "amazon-s2-rgb", "epochs": 1, **extra}  # fmt: skip
+
+    doc = {"workflow": "self-training", "steps": [
+        train("teacher"),
+        train("student", pseudo_labels={"teacher": "teacher", "confidence": 0.95}),
+        train("from_catalog", pseudo_labels={"teacher": "forest-s2-rgb"}),
+    ]}  # fmt: skip
+    wf = load_workflow(write_workflow(tmp_path / "st.yaml", doc), tmp_path / "out")
+    student, from_catalog = wf.steps[1], wf.steps[2]
+    (ref,) = student.refs["teacher"]
+    assert ref.step == "teacher" and ref.items[0].path == tmp_path / "teacher.safetensors"
+    # the student trains from the teacher step's output; its parameters keep what was written
+    assert student.train_config.pseudo_labels == {"teacher": str(tmp_path / "teacher.safetensors"),
+                                                  "confidence": 0.95}  # fmt: skip
+    assert student.params["config"]["pseudo_labels"]["teacher"] == "teacher"
+    assert from_catalog.refs["teacher"][0].entry == "forest-s2-rgb"
+    assert Path(from_catalog.train_config.pseudo_labels["teacher"]).name == "forest-s2-rgb.safetensors"
+    r = run_workflow(wf, dry_run=True)
+    assert [e.status for e in r.events] == ["would run"] * 3
+    doc["steps"][1]["pseudo_labels"]["teacher"] = "techer"
+    with pytest.raises(
+        CatalogError, match=r"student.*pseudo_labels\.teacher: no model 'techer' in the catalog"
+    ):
+        load_workflow(write_workflow(tmp_path / "st.yaml", doc), tmp_path / "out")
+
+
 def test_map_landcover_workflow_validates(tmp_path: Path) -> None:
     wf = load_workflow(REPO / "workflows" / "map_landcover.yaml", tmp_path / "out")
     assert [s.kind for s in wf.steps] == ["synthetic", "predict", "vectorize", "report"]
