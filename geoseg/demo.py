@@ -141,9 +141,10 @@ def run_demo(
     """Write the demo workflow into ``out_dir`` and run it (see the module docstring).
 
     ``progress(step)`` gives each step a ``Progress`` callback; ``on_event`` hears of each
-    step (see :func:`geoseg.workflow.run_workflow`).
+    step (see :func:`geoseg.runner.run_workflow`).
     """
-    from geoseg.workflow import check_out_dir, load_workflow, run_workflow
+    from geoseg.runner import check_out_dir, run_workflow
+    from geoseg.workflow import load_workflow
 
     t0 = time.perf_counter()
     out = Path(out_dir).absolute()

@@ -1,8 +1,8 @@
 """What each kind of workflow step does: thin calls into the library, plus the run report.
 
-:mod:`geoseg.workflow` validates and plans steps, decides which to run and moves their
-files into place; a runner here gets a :class:`~geoseg.workflow.Context` (inputs, the
-staging folder, Dask settings, a provenance record) and writes its outputs to
+:mod:`geoseg.workflow` validates and plans steps, :mod:`geoseg.runner` decides which to
+run and moves their files into place; a runner here gets a :class:`~geoseg.runner.Context`
+(inputs, the staging folder, Dask settings, a provenance record) and writes its outputs to
 ``ctx.staged(final_path)``. Vector layers go to a scratch GeoPackage that the workflow
 merges into its own. Every COG a step writes carries the step's provenance record as
 ``GEOSEG_PROVENANCE`` (JSON: model name and sha256, inputs and their sha256, parameters,
@@ -28,7 +28,8 @@ from geoseg.io import ClassInfo
 if TYPE_CHECKING:
     from geoseg.export import LayerStyle
     from geoseg.metrics import Scores
-    from geoseg.workflow import Context, Item, Step
+    from geoseg.runner import Context
+    from geoseg.workflow import Item, Step
 
 
 @dataclass

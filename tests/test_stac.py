@@ -17,8 +17,9 @@ import pytest
 import rasterio
 import yaml
 
+from geoseg.runner import run_workflow
 from geoseg.stac import Product, check_stac, write_stac
-from geoseg.workflow import load_workflow, run_workflow
+from geoseg.workflow import load_workflow
 
 DOC = {
     "workflow": "stac-test",

@@ -17,7 +17,8 @@ import yaml
 from geoseg.errors import ConfigError, GeosegError
 from geoseg.export import read_provenance, read_styles
 from geoseg.io import validate_cog
-from geoseg.workflow import STATE_FILE, load_workflow, run_workflow
+from geoseg.runner import run_workflow
+from geoseg.workflow import STATE_FILE, load_workflow
 
 REPO = Path(__file__).resolve().parents[1]
 GEOSEG = str(Path(sys.executable).parent / "geoseg")

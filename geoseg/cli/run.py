@@ -50,7 +50,8 @@ def command(
       geoseg run workflows/track_deforestation.yaml --out-dir out/pucallpa
       geoseg run workflows/train_forest_amazon.yaml --dry-run
     """
-    from geoseg.workflow import StepEvent, load_workflow, run_workflow
+    from geoseg.runner import StepEvent, run_workflow
+    from geoseg.workflow import load_workflow
 
     logging.getLogger("rasterio._env").addFilter(_QuietTiffQuirk())
     wf = load_workflow(workflow, out_dir)
