@@ -56,9 +56,9 @@ from geoseg.workflow import (
     Ref,
     Step,
     Workflow,
-    slug,
     load_workflow,
     read_workflow_file,
+    slug,
 )
 
 # ======================================================================================
