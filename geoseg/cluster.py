@@ -1,7 +1,8 @@
 """How geoseg runs on Dask: a local cluster or a remote scheduler, and a bounded submit loop.
 
-Every parallel pass (prediction, vectorising, change and track) gets its client here and
-feeds it through :func:`run_tasks`, so they share one policy:
+Every parallel pass (prediction, vectorising, change and track) gets its client here, and
+all but prediction (which submits its strips of batches at once, :mod:`geoseg.pipeline`)
+feed their blocks through :func:`run_tasks`, so they share one policy:
 
 - **Local workers are processes with one thread each.** GDAL polygonising, shapely and
   the models' pre- and post-processing hold the GIL for long stretches.

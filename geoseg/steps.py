@@ -134,6 +134,7 @@ def _readable(item: Item) -> Path:
 
 
 def _predict(ctx: Context) -> Outcome:
+    from geoseg.cluster import close_client, fork_is_safe
     from geoseg.pipeline import connect, predict
 
     p = ctx.step.params
@@ -141,7 +142,10 @@ def _predict(ctx: Context) -> Outcome:
     items = ctx.inputs["images"]
     outs = ctx.step.outputs["map"]
     groups = [items] if len(outs) == 1 else [[i for i in items if i.key == o.key] for o in outs]
-    client = connect(ctx.scheduler, ctx.workers, p["threads"])
+    # one cluster for all of the step's maps; forked when safe (no other thread runs GDAL here)
+    client = connect(
+        ctx.scheduler, ctx.workers, p["threads"], not ctx.scheduler and fork_is_safe(models=True)
+    )
     results = []
     try:
         for group, out in zip(groups, outs, strict=True):
@@ -154,10 +158,7 @@ def _predict(ctx: Context) -> Outcome:
             results.append({"map": out.key or ctx.step.name, "tiles": r.tiles, "seconds": round(r.seconds, 2),
                             "megapixels": round(r.megapixels, 3)})  # fmt: skip
     finally:
-        cluster = client.cluster
-        client.close()
-        if cluster is not None and not ctx.scheduler:
-            cluster.close()
+        close_client(client)  # a remote scheduler's client owns no cluster
     return Outcome(summary={"maps": results})
 
 
