@@ -15,7 +15,8 @@ feed their blocks through :func:`run_tasks`, so they share one policy:
   when nothing that breaks across a fork is live: torch (CUDA cannot be used in a forked
   child, and an OpenMP pool the parent has used hangs it) or an ONNX Runtime session of
   :mod:`geoseg.pipeline` (its thread pool does not exist in the child). Otherwise, and off
-  Linux, workers are spawned.
+  Linux, workers are spawned. A program whose other threads may be inside GDAL when it
+  calls geoseg sets ``GEOSEG_START_METHOD=spawn``.
 - **A few tasks in flight.** ``run_tasks`` keeps ``2 x threads + 2`` tasks submitted:
   enough to keep every worker busy, while results wait on the client only briefly and
   memory holds a few blocks, never the map.
@@ -24,6 +25,7 @@ feed their blocks through :func:`run_tasks`, so they share one policy:
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -33,6 +35,8 @@ from geoseg.errors import SchedulerError, first_line
 log = logging.getLogger(__name__)
 
 SCHEDULER_TIMEOUT_S = 5
+#: ``spawn`` here never forks workers (for programs that run GDAL in other threads)
+START_METHOD_ENV = "GEOSEG_START_METHOD"
 
 
 def fork_is_safe(models: bool = False) -> bool:
@@ -41,7 +45,7 @@ def fork_is_safe(models: bool = False) -> bool:
     ``models``: the workers will run models (torch or ONNX Runtime); workers that only
     read and write rasters do not care what torch did in this process.
     """
-    if not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux") or os.environ.get(START_METHOD_ENV) == "spawn":
         return False
     if not models:
         return True

@@ -116,13 +116,16 @@ def test_deterministic_whatever_workers_and_batches(
 
 
 def test_forked_workers_give_the_spawned_ones_bytes(
-    tmp_path: Path, reference: Path, scene: Path, tiny_model: Path
+    tmp_path: Path, reference: Path, scene: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The CLI forks its workers (no torch in the client); this process, which imported
     torch, spawns them (the reference): the same class map either way."""
     from geoseg.cluster import fork_is_safe
 
     assert "torch" in sys.modules and not fork_is_safe(models=True) and fork_is_safe()
+    monkeypatch.setenv("GEOSEG_START_METHOD", "spawn")  # a program with GDAL in other threads
+    assert not fork_is_safe()
+    monkeypatch.delenv("GEOSEG_START_METHOD")
     out = tmp_path / "forked.tif"
     cmd = [str(VENV_BIN / "geoseg"), "-vv", "predict", str(scene), "--model", str(tiny_model), "--out", str(out),
            "--tile-size", "256", "--overlap", "32", "--workers", "2", "--backend", "torch"]  # fmt: skip
