@@ -66,7 +66,7 @@ def test_real_catalog_loads(real: Catalog) -> None:
     assert real.path == REPO / "data_catalog.yaml"
     assert real.names() == [
         "amazon-s2-rgb", "nc-landsat7", "nc-landsat7-labels", "pucallpa-landsat",
-        "demo-synthetic", "forest-s2-rgb", "landcover-nc-landsat7",
+        "demo-synthetic", "forest-s2-rgb", "forest-s2-rgb-fast", "landcover-nc-landsat7",
     ]  # fmt: skip
     assert isinstance(real.get("amazon-s2-rgb"), LabelSetEntry)
     assert isinstance(real.get("nc-landsat7"), SceneEntry)
@@ -460,6 +460,7 @@ def test_real_label_sets_colour_their_classes(real: Catalog) -> None:
 
     for labelset, model in [
         ("amazon-s2-rgb", "forest-s2-rgb"),
+        ("amazon-s2-rgb", "forest-s2-rgb-fast"),
         ("nc-landsat7-labels", "landcover-nc-landsat7"),
     ]:
         expected = [(c.name, c.colour) for c in real.get(labelset, LabelSetEntry).classes]

@@ -312,7 +312,9 @@ def test_duplicate_yaml_key_is_refused(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------ shipped workflows
 
 
-@pytest.mark.parametrize("name", ["train_demo", "train_forest_amazon", "train_landcover_nc"])
+@pytest.mark.parametrize(
+    "name", ["train_demo", "train_forest_amazon", "train_forest_amazon_fast", "train_landcover_nc"]
+)
 def test_training_configs_are_workflows(shared_data: Path, tmp_path: Path, name: str) -> None:
     wf = load_workflow(REPO / "workflows" / f"{name}.yaml", tmp_path / "out")
     (step,) = wf.steps
