@@ -620,7 +620,7 @@ def scaling(args: argparse.Namespace, runs: dict[int, TreeRun] | None = None) ->
 
 def _warm(args: argparse.Namespace) -> None:
     """Hidden subcommand: each size predicted on one LocalCluster that ran a job first."""
-    from geoseg.cluster import close_client, fork_is_safe
+    from geoseg.cluster import close_client
     from geoseg.pipeline import connect, predict
 
     model = model_path(args.workdir, args.light_model)
@@ -630,7 +630,7 @@ def _warm(args: argparse.Namespace) -> None:
         "batch_size": args.batch,
         "backend": args.backend,
     }
-    client = connect(None, args.workers, args.threads, fork_is_safe(models=True))
+    client = connect(None, args.workers, args.threads)  # forked, as predict() would
     best: dict[int, float] = {}
     try:
         # the first job: the workers import, load the model, start their thread pools

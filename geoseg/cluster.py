@@ -13,8 +13,9 @@ feed their blocks through :func:`run_tasks`, so they share one policy:
   other thread of this process is inside GDAL at that moment (callers start the cluster
   from the thread that does their GDAL work, so the fork happens while it waits) and
   when nothing that breaks across a fork is live: torch (CUDA cannot be used in a forked
-  child, and an OpenMP pool the parent has used hangs it) or an ONNX Runtime session of
-  :mod:`geoseg.pipeline` (its thread pool does not exist in the child). Otherwise, and off
+  child, and an OpenMP pool the parent has used hangs it) or an ONNX Runtime session
+  (its thread pool does not exist in the child; :mod:`geoseg.pipeline`, which owns the
+  sessions, checks that part). Otherwise, and off
   Linux, workers are spawned. A program whose other threads may be inside GDAL when it
   calls geoseg sets ``GEOSEG_START_METHOD=spawn``.
 - **A few tasks in flight.** ``run_tasks`` keeps ``2 x threads + 2`` tasks submitted:
@@ -42,15 +43,12 @@ START_METHOD_ENV = "GEOSEG_START_METHOD"
 def fork_is_safe(models: bool = False) -> bool:
     """Whether local workers may be forked from this process now (see the module doc).
 
-    ``models``: the workers will run models (torch or ONNX Runtime); workers that only
-    read and write rasters do not care what torch did in this process.
+    ``models``: the workers will run models, so torch must not be loaded here; workers
+    that only read and write rasters do not care what torch did in this process.
     """
     if not sys.platform.startswith("linux") or os.environ.get(START_METHOD_ENV) == "spawn":
         return False
-    if not models:
-        return True
-    pipeline = sys.modules.get("geoseg.pipeline")
-    return "torch" not in sys.modules and not getattr(pipeline, "_PREDICTORS", None)
+    return not models or "torch" not in sys.modules
 
 
 def local_client(n: int, *, fork: bool, config: dict[str, Any] | None = None) -> Any:

@@ -298,11 +298,16 @@ class TileStore:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def connect(scheduler: str | None, workers: int | None, threads: int, fork: bool = False) -> Any:
+def may_fork() -> bool:
+    """Whether this process may fork model workers now: no torch and no session of ours."""
+    return fork_is_safe(models=True) and not _PREDICTORS
+
+
+def connect(scheduler: str | None, workers: int | None, threads: int, fork: bool | None = None) -> Any:
     """A dask.distributed client: to ``scheduler`` if given, else a new LocalCluster.
 
-    ``fork``: fork the local workers (:func:`geoseg.cluster.fork_is_safe`, and no other
-    thread of this process in GDAL now).
+    ``fork``: fork the local workers; None decides by :func:`may_fork`. Call it from the
+    thread that does this process's GDAL work (no other thread may be in GDAL at a fork).
     """
     if scheduler:
         return remote_client(scheduler)
@@ -313,6 +318,7 @@ def connect(scheduler: str | None, workers: int | None, threads: int, fork: bool
     # in turn, each walks down its own strip (grid.batch_tiles) and finds the block rows
     # it shares with its previous batch still decoded: reads 0.07 -> 0.05 s per batch
     # (4096^2 run, 2 workers). A task lasts seconds, the scheduler's round trip ~1 ms.
+    fork = may_fork() if fork is None else fork
     return local_client(n, fork=fork, config={"distributed.scheduler.worker-saturation": 1.0})
 
 
@@ -390,7 +396,7 @@ def predict(
     # cluster), from this thread while no other runs GDAL. Spawned ones take ~0.6 s:
     # they start now in a thread, beside the rest of the checks and the planning. A
     # remote scheduler is reached after the checks too, before any wait for the network.
-    fork = local and fork_is_safe(models=True)
+    fork = local and may_fork()
     starting = _ClusterStart(workers, opts.threads) if local and not fork else None
     try:
         return _plan_and_run(

@@ -134,7 +134,7 @@ def _readable(item: Item) -> Path:
 
 
 def _predict(ctx: Context) -> Outcome:
-    from geoseg.cluster import close_client, fork_is_safe
+    from geoseg.cluster import close_client
     from geoseg.pipeline import connect, predict
 
     p = ctx.step.params
@@ -143,9 +143,7 @@ def _predict(ctx: Context) -> Outcome:
     outs = ctx.step.outputs["map"]
     groups = [items] if len(outs) == 1 else [[i for i in items if i.key == o.key] for o in outs]
     # one cluster for all of the step's maps; forked when safe (no other thread runs GDAL here)
-    client = connect(
-        ctx.scheduler, ctx.workers, p["threads"], not ctx.scheduler and fork_is_safe(models=True)
-    )
+    client = connect(ctx.scheduler, ctx.workers, p["threads"])
     results = []
     try:
         for group, out in zip(groups, outs, strict=True):
