@@ -263,13 +263,25 @@ def predict_reads(
 # The client side
 
 
+def _manifest_token(manifest: Path) -> str | None:
+    """The run token a tile store was made for; None when absent or cut off."""
+    try:
+        token = json.loads(manifest.read_text()).get("token")
+    except (OSError, ValueError):
+        return None
+    return token if isinstance(token, str) else None
+
+
 class TileStore:
     """Finished tiles on disk beside the output, so an interrupted run can resume."""
 
     def __init__(self, out: Path, token: str, resume: bool) -> None:
         self.dir = out.with_name(f".{out.name}.tiles")
         manifest = self.dir / "manifest.json"
-        if resume and manifest.exists() and json.loads(manifest.read_text()).get("token") == token:
+        if resume and _manifest_token(manifest) == token:
+            # a tile that was being written when the run was killed is cut off: drop it
+            for part in self.dir.glob("*.npz.part"):
+                part.unlink()
             return
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir.mkdir(parents=True)
@@ -279,7 +291,8 @@ class TileStore:
         return {p.name[: -len(".npz")] for p in self.dir.glob("*.npz")}
 
     def put(self, key: str, classes: np.ndarray | None, probs: np.ndarray | None) -> None:
-        tmp = self.dir / f"{key}.tmp.npz"
+        # not "*.npz": done() must never see a file that a SIGKILL may have cut off
+        tmp = self.dir / f"{key}.npz.part"
         arrays = {} if classes is None else {"classes": classes}
         if probs is not None:
             arrays["probs"] = probs
@@ -459,7 +472,7 @@ def _plan_and_run(
             opts.tta,
         )
         store = TileStore(out_path, token, resume)
-        done = store.done()
+        done = store.done() & {t.key for t in tiles}
         todo = [t for t in tiles if t.key not in done]
 
         tags = {
