@@ -142,6 +142,22 @@ def _predictor(model_path: str, device: str, backend: str, threads: int) -> Any:
     return _PREDICTORS[key]
 
 
+def _warm(model_path: str, opts: PredictOptions) -> None:
+    """Load the model into this worker: the first task's start-up, paid while the client plans."""
+    from geoseg.inference import onnx_cache_path
+    from geoseg.model import LoadedModel, file_sha256, read_spec
+
+    try:
+        dev, be, _ = opts.resolve()
+        model = LoadedModel(read_spec(model_path), None, Path(model_path), file_sha256(model_path))
+        if be == "onnx" and not onnx_cache_path(model).exists():
+            return  # the client exports it first; building the torch model here costs seconds
+        _predictor(model_path, dev, be, opts.threads)
+        log.debug("worker %d: %s loaded before the first task", os.getpid(), Path(model_path).name)
+    except Exception:  # the tasks meet the same error and report it properly
+        log.debug("warming %s failed", model_path, exc_info=True)
+
+
 def read_tiles(source: RasterSource | Any, tiles: Sequence[Tile]) -> list[tuple[np.ndarray, np.ndarray]]:
     """``(pixels, valid)`` of each tile's read window, in order.
 
@@ -335,6 +351,21 @@ def connect(scheduler: str | None, workers: int | None, threads: int, fork: bool
     return local_client(n, fork=fork, config={"distributed.scheduler.worker-saturation": 1.0})
 
 
+def warm_workers(client: Any, model_path: Path, opts: PredictOptions) -> list[Any]:
+    """Start loading the model on every worker of ``client`` (``_warm``); keep the futures.
+
+    Each worker's first task otherwise pays ~0.3 s (the model read and hashed, ONNX
+    Runtime's session built) after the client's checks and planning instead of beside them.
+    """
+    workers = list(client.scheduler_info()["workers"])
+    return [
+        client.submit(
+            _warm, str(model_path), opts, key=f"warm-{k}", workers=[w], allow_other_workers=False, pure=False
+        )
+        for k, w in enumerate(workers)
+    ]
+
+
 class _ClusterStart:
     """A LocalCluster being started in a thread; ``client()`` waits for it."""
 
@@ -398,42 +429,47 @@ def predict(
             raise MissingFileError("no such file; check the path", image)
     model_path = resolve_model_path(model).resolve()
     spec = read_spec(model_path)
-    source = open_region(images, bands=bands if bands is not None else _default_bands(images, spec))
-    if source.count != len(spec.bands):
-        raise ModelError(
-            f"{model_path.name} expects {len(spec.bands)} bands ({', '.join(spec.bands)}) but "
-            f"{_label(images)} has {source.count} ({', '.join(source.band_names)}); select bands with --bands"
-        )
-    local = client is None and not scheduler
-    # Forked local workers start in ~0.1 s, after the checks (a bad input starts no
-    # cluster), from this thread while no other runs GDAL. Spawned ones take ~0.6 s:
-    # they start now in a thread, beside the rest of the checks and the planning. A
-    # remote scheduler is reached after the checks too, before any wait for the network.
+    own_client = client is None
+    local = own_client and not scheduler
+    # Forked local workers start in ~0.1 s, from this thread (which does the GDAL work,
+    # so no other thread is inside GDAL at the fork), and load the model while the checks
+    # and the planning run here; a bad input then closes them (~0.02 s). Spawned ones
+    # take ~0.6 s: they start in a thread, beside the checks and the planning. A remote
+    # scheduler is reached after the checks, before any wait for the network.
     fork = local and may_fork()
+    warm: list[Any] = []  # held until the run ends: a released future's task is dropped
+    if fork:
+        client = connect(None, workers, opts.threads, fork=True)
+        try:
+            warm = warm_workers(client, model_path, opts)
+        except BaseException:
+            close_client(client)
+            raise
     starting = _ClusterStart(workers, opts.threads) if local and not fork else None
     try:
         return _plan_and_run(
-            images, model_path, spec, source, out, probabilities, opts, scheduler, workers, client,
-            starting, fork, resume, progress, tags or {}, t0,
+            images, model_path, spec, bands, out, probabilities, opts, scheduler, workers, client,
+            own_client, starting, resume, progress, tags or {}, t0,
         )  # fmt: skip
     finally:
         if starting is not None:
             starting.close()
+        warm.clear()
 
 
 def _plan_and_run(
     images: Sequence[str | os.PathLike[str]],
     model_path: Path,
     spec: Any,
-    source: Any,
+    bands: Sequence[str | int] | None,
     out: str | os.PathLike[str],
     probabilities: str | os.PathLike[str] | None,
     opts: PredictOptions,
     scheduler: str | None,
     workers: int | None,
     client: Any,
+    own_client: bool,
     starting: _ClusterStart | None,
-    fork: bool,
     resume: bool,
     progress: Progress | None,
     extra_tags: dict[str, str],
@@ -444,13 +480,18 @@ def _plan_and_run(
 
     from geoseg.model import file_sha256
 
-    out_path = check_writable(out, images)
-    prob_path = check_writable(probabilities, images) if probabilities else None
-    own_client = client is None
-    if starting is None and own_client:
-        client = connect(scheduler, workers, opts.threads, fork)
     closed = False  # the run's own client closed (or closing) already
     try:
+        source = open_region(images, bands=bands if bands is not None else _default_bands(images, spec))
+        if source.count != len(spec.bands):
+            raise ModelError(
+                f"{model_path.name} expects {len(spec.bands)} bands ({', '.join(spec.bands)}) but "
+                f"{_label(images)} has {source.count} ({', '.join(source.band_names)}); select bands with --bands"
+            )
+        out_path = check_writable(out, images)
+        prob_path = check_writable(probabilities, images) if probabilities else None
+        if client is None and starting is None:
+            client = connect(scheduler, workers, opts.threads)
         if own_client and not scheduler:
             dev, be, n = opts.resolve()
         else:

@@ -132,7 +132,40 @@ def test_forked_workers_give_the_spawned_ones_bytes(
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "local cluster: 2 workers (fork)" in r.stderr
+    assert r.stderr.count("tiny.safetensors loaded before the first task") == 2  # warmed while planning
     assert out.read_bytes() == reference.read_bytes()
+
+
+def test_forked_run_refuses_bad_input_after_its_workers_started(
+    tmp_path: Path, scene: Path, tiny_model: Path
+) -> None:
+    """The CLI forks its workers before the output checks: a refused output still gives
+    one line, exit 2, nothing written, and no worker left behind."""
+    import psutil
+
+    before = {p.pid for p in psutil.process_iter()}
+    cmd = [
+        str(VENV_BIN / "geoseg"),
+        "-vv",
+        "predict",
+        str(scene),
+        "--model",
+        str(tiny_model),
+        "--out",
+        str(scene),
+    ]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "local cluster: 2 workers (fork)" in r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("geoseg: error:")]
+    assert errors == [f"geoseg: error: {scene}: is also an input; choose another output path"], r.stderr
+    assert sorted(p.name for p in scene.parent.iterdir()) == ["scene.tif"]
+    time.sleep(0.5)  # the nannies' children report their exit a moment after the CLI's
+    left = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if p.pid not in before and "geoseg" in " ".join(p.info["cmdline"] or [])
+    ]
+    assert left == []
 
 
 def test_onnx_backend_agrees_with_torch(
