@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from geoseg.cli._options import block_options
 from geoseg.cli._progress import progress_bar
 
 
@@ -27,10 +28,7 @@ from geoseg.cli._progress import progress_bar
               help="Folder for PNG maps, charts and an HTML report.")  # fmt: skip
 @click.option("--reference", type=click.Path(path_type=Path), default=None,
               help="Raster whose grid the maps are aligned to [default: BEFORE's].")  # fmt: skip
-@click.option("--block-size", default=1024, show_default=True, help="Block size in pixels.")
-@click.option("--workers", type=int, default=None,
-              help="Local Dask worker processes [default: one per core; 0: no Dask].")  # fmt: skip
-@click.option("--scheduler", default=None, help="Address of an existing Dask scheduler (tcp://HOST:PORT).")
+@block_options(1024)
 def command(
     before: Path,
     after: Path,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from geoseg.cli._options import dask_options
 from geoseg.cli._progress import progress_bar
 
 
@@ -25,11 +26,8 @@ from geoseg.cli._progress import progress_bar
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--backend", default="auto", show_default=True, type=click.Choice(["auto", "torch", "onnx"]))
-@click.option(
-    "--workers", type=int, default=None, help="Local Dask worker processes [default: one per core]."
-)
+@dask_options()
 @click.option("--threads", default=1, show_default=True, help="Model threads per worker.")
-@click.option("--scheduler", default=None, help="Address of an existing Dask scheduler (tcp://HOST:PORT).")
 @click.option(
     "--probabilities",
     type=click.Path(path_type=Path),

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from geoseg.cli._options import dask_options
 from geoseg.cli._progress import progress_bar
 
 
@@ -26,9 +27,7 @@ class _QuietTiffQuirk(logging.Filter):
               help="Output folder [default: the workflow's out_dir, else out/<workflow name>].")  # fmt: skip
 @click.option("--force", is_flag=True, help="Rerun every step, even those whose inputs are unchanged.")
 @click.option("--dry-run", is_flag=True, help="Validate and say which steps would run; write nothing.")
-@click.option("--workers", type=int, default=None,
-              help="Local Dask worker processes [default: the workflow's, else one per core; 0: no Dask].")  # fmt: skip
-@click.option("--scheduler", default=None, help="Address of an existing Dask scheduler (tcp://HOST:PORT).")
+@dask_options("Local Dask worker processes [default: the workflow's, else one per core; 0: no Dask].")
 def command(
     workflow: Path,
     out_dir: Path | None,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from geoseg.cli._options import block_options
 from geoseg.cli._progress import progress_bar
 
 
@@ -67,10 +68,7 @@ def _dates_from_names(maps: list[str]) -> list[str] | None:
               help="With --spectral: names of the image bands in file order, e.g. swir1,nir,red,green.")  # fmt: skip
 @click.option("--classified", type=click.Path(path_type=Path), default=None,
               help="With --spectral: keep the classified maps (class COGs) in this folder.")  # fmt: skip
-@click.option("--block-size", default=1024, show_default=True, help="Block size in pixels.")
-@click.option("--workers", type=int, default=None,
-              help="Local Dask worker processes [default: one per core; 0: no Dask].")  # fmt: skip
-@click.option("--scheduler", default=None, help="Address of an existing Dask scheduler (tcp://HOST:PORT).")
+@block_options(1024)
 def command(
     maps: tuple[str, ...],
     dates_opt: tuple[str, ...],

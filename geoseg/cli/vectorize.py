@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from geoseg.cli._options import block_options
 from geoseg.cli._progress import progress_bar
 
 
@@ -28,11 +29,7 @@ from geoseg.cli._progress import progress_bar
     "--connectivity", type=click.Choice(["4", "8"]), default="4", show_default=True,
     help="Pixels touching only at a corner belong to one polygon with 8, to two with 4 (as GDAL).",
 )  # fmt: skip
-@click.option("--block-size", default=2048, show_default=True, help="Block side in pixels (one Dask task).")
-@click.option(
-    "--workers", type=int, default=None, help="Local Dask worker processes [default: one per core]."
-)
-@click.option("--scheduler", default=None, help="Address of an existing Dask scheduler (tcp://HOST:PORT).")
+@block_options(2048, help="Block side in pixels (one Dask task).")
 @click.option(
     "--classes", "classes", type=click.Path(path_type=Path), default=None,
     help="Class table (YAML, JSON or CSV of id,name[,colour]) when the raster names no classes.",
