@@ -591,45 +591,45 @@ def _gpkg_table(gpkg: Path, layer: str) -> dict[str, list[Any]] | None:
     }
 
 
-def _change_html(ctx: Context, step: Step, rel: str) -> str:
-    wf = ctx.workflow
+def _report_html(
+    ctx: Context, step: Step, rel: str, figures: Sequence[tuple[str, str]], tables: Sequence[tuple[str, str]]
+) -> str:
+    """A step's figures (PNGs of its own report folder), a link to that report, and tables
+    (``(layer without the step's prefix, caption)``) read back from the workflow's GeoPackage."""
+    gpkg = ctx.workflow.gpkg
     parts = []
     rep = step.outputs.get("report")
     if rep:
         folder = f"{rel}/{rep[0].path.name}"
-        parts.append(_figures([
-            (f"{folder}/change.png", "where the class changed; the largest transitions in colour"),
-            (f"{folder}/transitions.png", "the largest transitions by area"),
-        ]))  # fmt: skip
+        parts.append(_figures([(f"{folder}/{png}", caption) for png, caption in figures]))
         parts.append(
             f'<p>The step\'s own report: <a href="{folder}/index.html">{html.escape(rep[0].path.name)}</a>.</p>'
         )
-    prefix = step.params["layer_prefix"]
-    for layer, caption in (("class_change", "area per class before and after (ha)"),
-                           ("transition_matrix", "transition matrix (ha): rows before, columns after")):  # fmt: skip
-        t = _gpkg_table(wf.gpkg, prefix + layer) if wf.gpkg.exists() else None
+    for layer, caption in tables:
+        t = _gpkg_table(gpkg, step.params["layer_prefix"] + layer) if gpkg.exists() else None
         if t:
-            parts.append(_table(f"{caption} — table {prefix + layer}", t))
+            parts.append(_table(caption, t))
     return "".join(parts)
+
+
+def _change_html(ctx: Context, step: Step, rel: str) -> str:
+    prefix = step.params["layer_prefix"]
+    return _report_html(
+        ctx, step, rel,
+        [("change.png", "where the class changed; the largest transitions in colour"),
+         ("transitions.png", "the largest transitions by area")],
+        [("class_change", f"area per class before and after (ha) — table {prefix}class_change"),
+         ("transition_matrix", f"transition matrix (ha): rows before, columns after — table {prefix}transition_matrix")],
+    )  # fmt: skip
 
 
 def _track_html(ctx: Context, step: Step, rel: str) -> str:
-    wf = ctx.workflow
-    parts = []
-    rep = step.outputs.get("report")
-    if rep:
-        folder = f"{rel}/{rep[0].path.name}"
-        parts.append(_figures([
-            (f"{folder}/loss_year.png", "date of first confirmed forest loss"),
-            (f"{folder}/loss_per_period.png", "forest loss and regrowth per period, and cumulative loss"),
-        ]))  # fmt: skip
-        parts.append(
-            f'<p>The step\'s own report: <a href="{folder}/index.html">{html.escape(rep[0].path.name)}</a>.</p>'
-        )
-    t = _gpkg_table(wf.gpkg, step.params["layer_prefix"] + "loss_by_period") if wf.gpkg.exists() else None
-    if t:
-        parts.append(_table("forest loss per period (ha)", t))
-    return "".join(parts)
+    return _report_html(
+        ctx, step, rel,
+        [("loss_year.png", "date of first confirmed forest loss"),
+         ("loss_per_period.png", "forest loss and regrowth per period, and cumulative loss")],
+        [("loss_by_period", "forest loss per period (ha)")],
+    )  # fmt: skip
 
 
 def _f3(values: Any) -> list[str]:

@@ -123,6 +123,7 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
         assert (html.parent / link).resolve().exists(), link
     text = html.read_text()
     assert "Accuracy against known truth" in text and "transition matrix" in text
+    assert "forest loss per period (ha)" in text and any(link.endswith("loss_year.png") for link in links)
 
     # STAC: every item and the collection, checked offline
     stac = sorted((out / "stac").glob("*.json"))
