@@ -23,6 +23,8 @@ import rasterio
 from rasterio.enums import ColorInterp
 from rasterio.errors import RasterioIOError
 
+from geoseg.classes import ClassInfo as ClassInfo  # re-exported: io is where most callers look
+from geoseg.classes import default_colour as default_colour
 from geoseg.errors import (
     BadRasterError,
     BandError,
@@ -378,32 +380,6 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
         if tmp.exists():
             tmp.unlink()
         raise
-
-
-@dataclass(frozen=True)
-class ClassInfo:
-    """One class of a class map: its value, name and display colour."""
-
-    id: int
-    name: str
-    colour: tuple[int, int, int] = (128, 128, 128)
-
-
-def default_colour(i: int) -> tuple[int, int, int]:
-    """A stable, distinguishable colour for class ``i`` when none is given."""
-    palette = [
-        (34, 139, 34),
-        (65, 105, 225),
-        (238, 201, 0),
-        (154, 205, 50),
-        (210, 180, 140),
-        (220, 20, 60),
-        (0, 206, 209),
-        (148, 0, 211),
-        (255, 140, 0),
-        (112, 128, 144),
-    ]
-    return palette[i % len(palette)]
 
 
 COG_BLOCK = 512

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from geoseg import __version__
+from geoseg.classes import ClassInfo, default_colour
 from geoseg.errors import MissingFileError, ModelError, first_line
-from geoseg.io import ClassInfo, default_colour
 
 FORMAT = "geoseg-checkpoint/1"
 ARCHITECTURES = (
