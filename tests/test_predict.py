@@ -159,13 +159,15 @@ def test_forked_run_refuses_bad_input_after_its_workers_started(
     errors = [line for line in r.stderr.splitlines() if line.startswith("geoseg: error:")]
     assert errors == [f"geoseg: error: {scene}: is also an input; choose another output path"], r.stderr
     assert sorted(p.name for p in scene.parent.iterdir()) == ["scene.tif"]
-    time.sleep(0.5)  # the nannies' children report their exit a moment after the CLI's
-    left = [
-        p
-        for p in psutil.process_iter(["cmdline"])
-        if p.pid not in before and "geoseg" in " ".join(p.info["cmdline"] or [])
-    ]
-    assert left == []
+
+    def left() -> list[int]:
+        return [p.pid for p in psutil.process_iter(["cmdline"])
+                if p.pid not in before and "geoseg" in " ".join(p.info["cmdline"] or [])]  # fmt: skip
+
+    deadline = time.time() + 10  # a worker's exit may be seen a moment after the CLI's
+    while left() and time.time() < deadline:
+        time.sleep(0.1)
+    assert left() == []
 
 
 def test_onnx_backend_agrees_with_torch(
