@@ -420,7 +420,7 @@ def predict(
     ``tta`` averages the model over the 8 rotations and flips of each tile (8x the model
     time; ``inference.dihedral_mean``).
     """
-    from geoseg.model import read_spec, resolve_model_path
+    from geoseg.model import file_sha256, read_spec, resolve_model_path
 
     t0 = time.perf_counter()
     opts = PredictOptions(tile_size, overlap, batch_size, device, backend, threads, tta)
@@ -439,6 +439,7 @@ def predict(
     fork = local and may_fork()
     warm: list[Any] = []  # held until the run ends: a released future's task is dropped
     if fork:
+        file_sha256(model_path)  # remembered (0.07 s for 45 MB): the forked workers inherit it
         client = connect(None, workers, opts.threads, fork=True)
         try:
             warm = warm_workers(client, model_path, opts)
