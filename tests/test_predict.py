@@ -452,6 +452,24 @@ def test_remote_workers_decide_what_auto_means(tmp_path: Path, scene: Path, tiny
         assert r.exit_code == 2 and "has no workers" in r.output and not out.exists()
 
 
+def test_tile_store_keeps_only_whole_tiles_of_the_same_run(tmp_path: Path) -> None:
+    from geoseg.pipeline import TileStore
+
+    out = tmp_path / "map.tif"
+    store = TileStore(out, "run-1", resume=False)
+    store.put("0-0", np.full((4, 4), 3, np.uint8), None)
+    (store.dir / "0-1.npz.part").write_bytes(b"PK\x03\x04 cut off")  # killed mid-write
+    again = TileStore(out, "run-1", resume=True)
+    assert again.done() == {"0-0"} and not list(again.dir.glob("*.part"))
+    classes, probs = again.get("0-0")
+    assert probs is None and classes is not None and (classes == 3).all()
+    assert TileStore(out, "run-2", resume=True).done() == set()  # other settings: start over
+    store = TileStore(out, "run-2", resume=False)
+    store.put("0-0", np.zeros((4, 4), np.uint8), None)
+    (store.dir / "manifest.json").write_text('{"token": "run-')  # cut off too
+    assert TileStore(out, "run-2", resume=True).done() == set()
+
+
 def test_resume_after_sigkill_is_identical(tmp_path: Path, scene: Path, tiny_model: Path) -> None:
     full = tmp_path / "full.tif"
     predict([scene], tiny_model, full, tile_size=64, overlap=16, workers=1, batch_size=1, backend="torch")
