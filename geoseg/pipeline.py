@@ -126,16 +126,23 @@ class PredictResult:
 _PREDICTORS: dict[tuple[str, str, str, int], Any] = {}
 
 
+def _model_record(model_path: str | Path) -> Any:
+    """The checkpoint's spec and sha256 without its torch module (enough to find its ONNX export)."""
+    from geoseg.model import LoadedModel, file_sha256, read_spec
+
+    return LoadedModel(read_spec(model_path), None, Path(model_path), file_sha256(model_path))
+
+
 def _predictor(model_path: str, device: str, backend: str, threads: int) -> Any:
     """The worker process's predictor for this model: loaded once, reused by every task."""
     key = (model_path, device, backend, threads)
     if key not in _PREDICTORS:
         from geoseg.inference import Predictor, onnx_cache_path
-        from geoseg.model import LoadedModel, file_sha256, load_checkpoint, read_spec
+        from geoseg.model import load_checkpoint
 
         # With a cached ONNX export the worker needs no torch module: skipping torch and
         # smp imports and the model build saves ~5 s and ~300 MB per worker.
-        model = LoadedModel(read_spec(model_path), None, Path(model_path), file_sha256(model_path))
+        model = _model_record(model_path)
         if backend != "onnx" or not onnx_cache_path(model).exists():
             model = load_checkpoint(model_path)
         _PREDICTORS[key] = Predictor(model, device=device, backend=backend, threads=threads)
@@ -145,12 +152,10 @@ def _predictor(model_path: str, device: str, backend: str, threads: int) -> Any:
 def _warm(model_path: str, opts: PredictOptions) -> None:
     """Load the model into this worker: the first task's start-up, paid while the client plans."""
     from geoseg.inference import onnx_cache_path
-    from geoseg.model import LoadedModel, file_sha256, read_spec
 
     try:
         dev, be, _ = opts.resolve()
-        model = LoadedModel(read_spec(model_path), None, Path(model_path), file_sha256(model_path))
-        if be == "onnx" and not onnx_cache_path(model).exists():
+        if be == "onnx" and not onnx_cache_path(_model_record(model_path)).exists():
             return  # the client exports it first; building the torch model here costs seconds
         _predictor(model_path, dev, be, opts.threads)
         log.debug("worker %d: %s loaded before the first task", os.getpid(), Path(model_path).name)
@@ -432,19 +437,22 @@ def predict(
     own_client = client is None
     local = own_client and not scheduler
     # Forked local workers start in ~0.1 s, from this thread (which does the GDAL work,
-    # so no other thread is inside GDAL at the fork), and load the model while the checks
-    # and the planning run here; a bad input then closes them (~0.02 s). Spawned ones
-    # take ~0.6 s: they start in a thread, beside the checks and the planning. A remote
-    # scheduler is reached after the checks, before any wait for the network.
+    # so no other thread is inside GDAL at the fork); a bad input then closes them again
+    # (~0.02 s). Spawned ones take ~0.6 s: they start in a thread, beside the checks and
+    # the planning. A remote scheduler is reached after the checks, before any wait for
+    # the network. The workers of a client in hand now (forked, or the caller's, e.g. a
+    # workflow step's) load the model while the checks and the planning run here.
     fork = local and may_fork()
     warm: list[Any] = []  # held until the run ends: a released future's task is dropped
     if fork:
         file_sha256(model_path)  # remembered (0.07 s for 45 MB): the forked workers inherit it
         client = connect(None, workers, opts.threads, fork=True)
+    if client is not None:
         try:
             warm = warm_workers(client, model_path, opts)
         except BaseException:
-            close_client(client)
+            if own_client:
+                close_client(client)
             raise
     starting = _ClusterStart(workers, opts.threads) if local and not fork else None
     try:
@@ -673,9 +681,9 @@ class _Outputs:
 
 def _ensure_onnx_export(model_path: Path) -> None:
     from geoseg.inference import export_onnx, onnx_cache_path
-    from geoseg.model import LoadedModel, file_sha256, load_checkpoint, read_spec
+    from geoseg.model import load_checkpoint
 
-    cached = onnx_cache_path(LoadedModel(read_spec(model_path), None, model_path, file_sha256(model_path)))
+    cached = onnx_cache_path(_model_record(model_path))
     if not cached.exists():  # loading the torch model only when there is something to export
         export_onnx(load_checkpoint(model_path), cached)
 
