@@ -51,6 +51,10 @@ class ModelSpec:
     std: tuple[float, ...]
     kwargs: dict[str, Any] = field(default_factory=dict)  # extra smp constructor arguments
     provenance: dict[str, Any] = field(default_factory=dict)
+    # Inputs are resampled by this factor before the model and its scores back after it
+    # (inference.zoomed): the scale the model maps best at, or the ratio of its training
+    # resolution to a coarser image's. 1 = the image's own pixels.
+    zoom: float = 1.0
 
     def __post_init__(self) -> None:
         n = len(self.bands)
@@ -62,6 +66,7 @@ class ModelSpec:
             )
         if any(s <= 0 for s in self.std):
             raise ModelError("normalisation std must be positive")
+        check_zoom(self.zoom)
         if len(self.classes) < 2:
             raise ModelError("a segmentation model needs at least 2 classes")
         ids = [c.id for c in self.classes]
@@ -90,7 +95,19 @@ class ModelSpec:
         )
         for key in ("bands", "mean", "std"):
             d[key] = tuple(d[key])
+        if "zoom" in d:  # absent from checkpoints made before zoom existed: 1
+            d["zoom"] = float(d["zoom"])
         return cls(**d)
+
+
+MAX_ZOOM = 8.0
+
+
+def check_zoom(zoom: float, what: str = "zoom") -> float:
+    """``zoom`` if it is a positive factor of at most ``MAX_ZOOM`` (64x the pixels)."""
+    if not 0 < zoom <= MAX_ZOOM:
+        raise ModelError(f"{what} must be in (0, {MAX_ZOOM:g}], got {zoom}")
+    return float(zoom)
 
 
 def canonical_arch(arch: str) -> str:
@@ -340,5 +357,6 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
         "classes": [{"id": c.id, "name": c.name, "colour": list(c.colour)} for c in spec.classes],
         "parameters": n_params,
         "kwargs": spec.kwargs,
+        "zoom": spec.zoom,
         "provenance": spec.provenance,
     }

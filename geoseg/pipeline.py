@@ -23,7 +23,7 @@ import shutil
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from geoseg.cluster import close_client, fork_is_safe, local_client, remote_clie
 from geoseg.errors import GeosegError, MissingFileError, ModelError, OutputError, SchedulerError
 from geoseg.grid import Grid, Tile, Window, batch_tiles
 from geoseg.io import CLASS_NODATA, RasterSource, RasterWriter, check_writable, class_map_writer
+from geoseg.model import check_zoom
 from geoseg.mosaic import open_region
 from geoseg.progress import Progress, report
 
@@ -50,6 +51,7 @@ class PredictOptions:
     backend: str = "auto"
     threads: int = 1  # torch/ONNX threads per worker; one per core keeps results reproducible
     tta: bool = False  # mean over the 8 rotations/flips of each tile (inference.dihedral_mean)
+    zoom: float = 1.0  # the model sees each tile resampled by this factor (inference.zoomed)
 
     def __post_init__(self) -> None:
         if self.tile_size < 16:
@@ -58,6 +60,7 @@ class PredictOptions:
             raise GeosegError(f"--overlap must be in 0..{self.tile_size - 1}, got {self.overlap}")
         if self.batch_size is not None and self.batch_size < 1:
             raise GeosegError(f"--batch-size must be at least 1, got {self.batch_size}")
+        check_zoom(self.zoom, "--zoom")
 
     def batch_for(self, device: str) -> int:
         """Tiles per batch on ``device`` (a resolved device name)."""
@@ -65,7 +68,8 @@ class PredictOptions:
 
         if self.batch_size is not None:
             return self.batch_size
-        return auto_batch_size(device, (self.tile_size + 2 * self.overlap) ** 2)
+        # the pixels the model sees: a zoomed tile costs zoom^2 as much memory
+        return auto_batch_size(device, round((self.zoom * (self.tile_size + 2 * self.overlap)) ** 2))
 
     def resolve(self) -> tuple[str, str, int]:
         """``(device, backend, tiles per batch)`` for the machine this runs on."""
@@ -227,6 +231,7 @@ def predict_tiles(
     threads: int,
     with_probabilities: bool = False,
     tta: bool = False,
+    zoom: float = 1.0,
 ) -> list[tuple[str, np.ndarray | None, np.ndarray | None]]:
     """Read, normalise and predict a batch of tiles -> ``(key, core classes, core probs)``.
 
@@ -234,7 +239,7 @@ def predict_tiles(
     model. Invalid pixels come out as nodata (255).
     """
     reads = read_tiles(source, tiles)
-    return predict_reads(reads, tiles, model_path, device, backend, threads, with_probabilities, tta)
+    return predict_reads(reads, tiles, model_path, device, backend, threads, with_probabilities, tta, zoom)
 
 
 def predict_reads(
@@ -246,6 +251,7 @@ def predict_reads(
     threads: int,
     with_probabilities: bool = False,
     tta: bool = False,
+    zoom: float = 1.0,
 ) -> list[tuple[str, np.ndarray | None, np.ndarray | None]]:
     """``predict_tiles`` on pixels already read: ``reads[k]`` is tile k's ``(pixels, valid)``."""
     from geoseg.inference import normalise, softmax
@@ -265,7 +271,7 @@ def predict_reads(
     batch = np.empty((len(todo), *todo[0][1].shape), dtype=np.float32)
     for k, (_, pixels, valid) in enumerate(todo):
         normalise(pixels, valid, spec, out=batch[k])
-    logits = predictor.logits(batch, tta)
+    logits = predictor.logits(batch, tta, zoom)
     for k, (tile, _, valid) in enumerate(todo):
         core = tile.core_in_read.slices()
         scores = logits[k][(slice(None), *core)]  # only the core is kept: argmax nothing else
@@ -418,22 +424,29 @@ def predict(
     progress: Progress | None = None,
     tags: dict[str, str] | None = None,
     tta: bool = False,
+    zoom: float | None = None,
 ) -> PredictResult:
     """Predict a class COG for one scene or a mosaic of adjacent scenes (see ``geoseg predict``).
 
     ``tags`` are added to the COG's metadata (e.g. a workflow's provenance record).
     ``tta`` averages the model over the 8 rotations and flips of each tile (8x the model
-    time; ``inference.dihedral_mean``).
+    time; ``inference.dihedral_mean``). ``zoom`` resamples each tile by this factor for
+    the model and the scores back (``inference.zoomed``; zoom^2 the model time); None:
+    the model's own (``ModelSpec.zoom``, 1 unless its card says otherwise).
     """
     from geoseg.model import file_sha256, read_spec, resolve_model_path
 
     t0 = time.perf_counter()
-    opts = PredictOptions(tile_size, overlap, batch_size, device, backend, threads, tta)
+    opts = PredictOptions(
+        tile_size, overlap, batch_size, device, backend, threads, tta, 1.0 if zoom is None else zoom
+    )
     for image in images:  # the inputs first: they are what a user most often mistypes
         if not Path(image).exists() and not str(image).startswith("/vsi"):
             raise MissingFileError("no such file; check the path", image)
     model_path = resolve_model_path(model).resolve()
     spec = read_spec(model_path)
+    if zoom is None:
+        opts = replace(opts, zoom=spec.zoom)
     own_client = client is None
     local = own_client and not scheduler
     # Forked local workers start in ~0.1 s, from this thread (which does the GDAL work,
@@ -520,6 +533,7 @@ def _plan_and_run(
             be,
             bool(prob_path),
             opts.tta,
+            opts.zoom,
         )
         store = TileStore(out_path, token, resume)
         done = store.done() & {t.key for t in tiles}
@@ -531,7 +545,13 @@ def _plan_and_run(
             "GEOSEG_MODEL_SHA256": file_sha256(model_path),
             "GEOSEG_INPUTS": json.dumps([str(Path(p)) for p in images]),
             "GEOSEG_PARAMS": json.dumps(
-                {"tile_size": opts.tile_size, "overlap": opts.overlap, "backend": be, "tta": opts.tta}
+                {
+                    "tile_size": opts.tile_size,
+                    "overlap": opts.overlap,
+                    "backend": be,
+                    "tta": opts.tta,
+                    "zoom": opts.zoom,
+                }
             ),
             **extra_tags,
         }
@@ -551,7 +571,7 @@ def _plan_and_run(
                 batches = batch_tiles(todo, n, max(1, sum(client.nthreads().values())))
                 skipped, predicted = _run(
                     client, source, batches,
-                    (str(model_path), dev, be, opts.threads, prob_path is not None, opts.tta),
+                    (str(model_path), dev, be, opts.threads, prob_path is not None, opts.tta, opts.zoom),
                     token, store, writer, by_key, len(done), len(tiles), progress,
                 )  # fmt: skip
             except GeosegError:

@@ -151,7 +151,7 @@ def _predict(ctx: Context) -> Outcome:
                 [_readable(i) for i in group], model, ctx.staged(out.path),
                 tile_size=p["tile_size"], overlap=p["overlap"], batch_size=p["batch_size"], device=p["device"],
                 backend=p["backend"], threads=p["threads"], client=client, bands=p["bands"],
-                progress=ctx.progress, tags=_tags(ctx), tta=p["tta"],
+                progress=ctx.progress, tags=_tags(ctx), tta=p["tta"], zoom=p["zoom"],
             )  # fmt: skip
             results.append({"map": out.key or ctx.step.name, "tiles": r.tiles, "seconds": round(r.seconds, 2),
                             "megapixels": round(r.megapixels, 3)})  # fmt: skip

@@ -21,7 +21,7 @@ import os
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from geoseg import __version__
 from geoseg.errors import BadRasterError, ConfigError, DataQuirkWarning, GeosegError, refuse_unknown_keys
 from geoseg.io import ClassInfo, default_colour, open_raster
 from geoseg.metrics import PaperMetric, Scores, confusion
+from geoseg.model import MAX_ZOOM, check_zoom
 from geoseg.progress import Progress, report
 from geoseg.pseudo import PseudoLabelConfig, pseudo_samples
 
@@ -66,6 +67,9 @@ class TrainConfig:
     colour: float = 0.0
     scale: float = 0.0  # +- relative zoom jitter
     holdout: str = "bottom-right"  # single scenes: which quarter validates
+    # the zoom the checkpoint is made with (ModelSpec.zoom): validation and predict resample
+    # each image by it; training chips stay at the images' own pixels
+    zoom: float = 1.0
     patience: int = 6
     # Exponential moving average of the weights (e.g. 0.99 per step), validated and saved
     # instead of the raw weights: it smooths the epoch-to-epoch swings of validation that a
@@ -87,6 +91,8 @@ class TrainConfig:
             raise ConfigError(f"ema must be in [0, 1), got {self.ema}")
         if self.colour < 0:
             raise ConfigError(f"colour must be at least 0, got {self.colour}")
+        if not 0 < self.zoom <= MAX_ZOOM:
+            raise ConfigError(f"zoom must be in (0, {MAX_ZOOM:g}], got {self.zoom}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> TrainConfig:
@@ -398,6 +404,7 @@ class Trainer:
 
         spec = make_spec(self.cfg.arch, self.cfg.encoder, self.data.bands, self.data.classes,
                          self.mean, self.std, **self.cfg.model_kwargs)  # fmt: skip
+        spec = replace(spec, zoom=self.cfg.zoom)
         model = build_model(spec)
         check_runs(model, spec)
         return spec, model
@@ -519,7 +526,7 @@ class Trainer:
     def _predict(self, model: Any, spec: Any, s: Sample, tta: bool = False) -> np.ndarray:
         import torch
 
-        from geoseg.inference import dihedral_mean, pad_to_stride
+        from geoseg.inference import dihedral_mean, pad_to_stride, zoomed
 
         x = (s.image - np.asarray(spec.mean, np.float32)[:, None, None]) / np.asarray(spec.std, np.float32)[
             :, None, None
@@ -528,10 +535,11 @@ class Trainer:
         padded, h, w = pad_to_stride(x[None].astype(np.float32))
         model.eval()
 
-        def forward(a: np.ndarray) -> np.ndarray:
+        def run(a: np.ndarray) -> np.ndarray:
             with torch.inference_mode():
                 return model(torch.from_numpy(a)).numpy()
 
+        forward = zoomed(run, spec.zoom)  # as predict feeds it
         logits = dihedral_mean(forward, padded) if tta else forward(padded)
         pred = logits[0, :, :h, :w].argmax(0).astype(np.uint8)
         pred[~s.valid] = IGNORE
@@ -612,10 +620,12 @@ def evaluate(
     split: str = "validation",
     threads: int | None = None,
     tta: bool = False,
+    zoom: float | None = None,
 ) -> dict[str, Any]:
     """Score a checkpoint on a catalog label set's split: pooled metrics (+ the paper's).
 
-    ``tta`` scores the mean over the 8 rotations/flips of each image, as ``predict --tta``.
+    ``tta`` scores the mean over the 8 rotations/flips of each image, as ``predict --tta``;
+    ``zoom`` overrides the checkpoint's (``predict --zoom``).
     """
     import torch
 
@@ -624,7 +634,7 @@ def evaluate(
     if threads:
         torch.set_num_threads(threads)
     loaded = load_checkpoint(model)
-    spec = loaded.spec
+    spec = loaded.spec if zoom is None else replace(loaded.spec, zoom=check_zoom(zoom, "--zoom"))
     cfg = TrainConfig(out="-", dataset=dataset, split_train=split, split_val=split, bands=list(spec.bands))
     data = load_labelset(dataset, cfg)
     if len(data.classes) != spec.n_classes:
@@ -644,6 +654,7 @@ def evaluate(
         "dataset": dataset,
         "split": split,
         "tta": tta,
+        "zoom": spec.zoom,
     }
     out.update(scores.as_dict())
     out["table"] = scores.table()

@@ -150,6 +150,9 @@ SPECS: dict[str, dict[str, Param]] = {
         "backend": Param("str", "auto", choices=("auto", "torch", "onnx")),
         "threads": Param("int", 1, minimum=1),
         "tta": Param("bool", False, help="mean over the 8 rotations/flips of each tile (8x the model time)"),
+        "zoom": Param(
+            "float", None, help="resample each tile by this factor for the model [default: the model's]"
+        ),
     },
     "vectorize": {
         "map": Param("ref", required=True),

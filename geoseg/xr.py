@@ -22,6 +22,7 @@ import json
 import os
 import threading
 from collections.abc import Hashable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,7 @@ def _predict_batch(
     backend: str,
     threads: int,
     tta: bool = False,
+    zoom: float = 1.0,
 ) -> list[np.ndarray]:
     """One task: the class codes of each tile's core (255 for all-nodata tiles).
 
@@ -122,7 +124,14 @@ def _predict_batch(
     with _LOAD_LOCK:
         _predictor(model_path, device, backend, threads)  # load once, not once per thread
     results = predict_reads(
-        list(zip(pixels, valids, strict=True)), tiles, model_path, device, backend, threads, tta=tta
+        list(zip(pixels, valids, strict=True)),
+        tiles,
+        model_path,
+        device,
+        backend,
+        threads,
+        tta=tta,
+        zoom=zoom,
     )
     return [
         np.full(tile.core.shape, CLASS_NODATA, np.uint8) if classes is None else classes
@@ -199,6 +208,7 @@ def predict_xr(
     backend: str = "auto",
     threads: int = 1,
     tta: bool = False,
+    zoom: float | None = None,
 ) -> xr.DataArray:
     """Lazy class map of a ``(band, y, x)`` DataArray -> uint8 ``(y, x)`` DataArray.
 
@@ -212,8 +222,8 @@ def predict_xr(
 
     Nothing is computed here: each batch of ``batch_size`` tiles is one dask task, run by
     whatever scheduler computes the result (threads, processes or a distributed cluster).
-    ``threads`` is the torch/ONNX thread count per running task; ``tta`` as in
-    ``pipeline.predict``.
+    ``threads`` is the torch/ONNX thread count per running task; ``tta`` and ``zoom`` as
+    in ``pipeline.predict``.
     """
     import dask
     import dask.array as dsa
@@ -223,9 +233,13 @@ def predict_xr(
     from geoseg.model import file_sha256, read_spec, resolve_model_path
     from geoseg.pipeline import PredictOptions, _ensure_onnx_export
 
-    opts = PredictOptions(tile_size, overlap, batch_size, device, backend, threads, tta)
+    opts = PredictOptions(
+        tile_size, overlap, batch_size, device, backend, threads, tta, 1.0 if zoom is None else zoom
+    )
     model_path = resolve_model_path(model).resolve()
     spec = read_spec(model_path)
+    if zoom is None:
+        opts = replace(opts, zoom=spec.zoom)
     y_dim, x_dim = _spatial_dims(da)
     band_dims = [d for d in da.dims if d not in (y_dim, x_dim)]
     if len(band_dims) > 1:
@@ -280,6 +294,7 @@ def predict_xr(
             be,
             opts.threads,
             opts.tta,
+            opts.zoom,
             dask_key_name=f"predict_xr-{token}-{i}",
         )
         for k, tile in enumerate(batch):

@@ -554,3 +554,37 @@ def test_optimised_onnx_graph_is_kept_per_cpu_and_predicts_the_same(
     np.testing.assert_array_equal(first.logits(x), second.logits(x))
     torch_scores = Predictor(load_checkpoint(tiny_model), backend="torch", threads=1).logits(x)
     np.testing.assert_allclose(second.logits(x), torch_scores, atol=1e-4)
+
+
+def test_zoom_predicts_on_resampled_tiles_onto_the_input_grid(
+    tmp_path: Path, reference: Path, scene: Path, tiny_model: Path
+) -> None:
+    from dataclasses import replace
+
+    kw: dict[str, Any] = {"tile_size": 256, "overlap": 32, "workers": 1, "backend": "torch"}
+    zoom2 = tmp_path / "zoom2.tif"
+    predict([scene], tiny_model, zoom2, zoom=2.0, **kw)
+    with rasterio.open(zoom2) as a, rasterio.open(reference) as b:
+        assert Grid.from_dataset(a).same_as(Grid.from_dataset(b))
+        za, ref = a.read(1), b.read(1)
+        assert json.loads(a.tags()["GEOSEG_PARAMS"])["zoom"] == 2.0
+        assert json.loads(b.tags()["GEOSEG_PARAMS"])["zoom"] == 1.0
+    assert ((za == 255) == (ref == 255)).all()  # nodata stays where it was
+    assert (za != ref).any() and len(np.unique(za[za != 255])) >= 2
+    # a checkpoint made with zoom 2 predicts at zoom 2 unless told otherwise
+    loaded = load_checkpoint(tiny_model)
+    made = save_checkpoint(tmp_path / "z2.safetensors", replace(loaded.spec, zoom=2.0), loaded.module)
+    own = tmp_path / "own.tif"
+    predict([scene], made, own, **kw)
+    with rasterio.open(own) as a:
+        assert (a.read(1) == za).all()
+    onnx = tmp_path / "onnx.tif"
+    predict([scene], made, onnx, **{**kw, "backend": "onnx"})
+    with rasterio.open(onnx) as a:
+        assert (a.read(1) == za).mean() > 0.999  # NumPy resampling either way; float rounding only
+    r = CliRunner().invoke(
+        main,
+        ["predict", str(scene), "--model", str(tiny_model), "--out", str(tmp_path / "o.tif"), "--zoom", "0"],
+    )
+    assert r.exit_code == 2 and "--zoom must be in" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "o.tif").exists()

@@ -21,13 +21,25 @@ import click
 )
 @click.option("--tta", is_flag=True, help="Score the mean over the 8 rotations/flips of each image.")
 @click.option(
+    "--zoom",
+    type=float,
+    default=None,
+    help="Resample each image by this factor for the model [default: the model's own].",
+)
+@click.option(
     "--threads",
     type=click.IntRange(min=1),
     default=None,
     help="CPU threads for the model (default: torch's).",
 )
 def command(
-    model: str, dataset: str, split: str, json_path: Path | None, tta: bool, threads: int | None
+    model: str,
+    dataset: str,
+    split: str,
+    json_path: Path | None,
+    tta: bool,
+    zoom: float | None,
+    threads: int | None,
 ) -> None:
     """Confusion matrix, per-class IoU/precision/recall/F1, mIoU, accuracy and kappa."""
     from geoseg.io import atomic_output, check_writable
@@ -35,9 +47,11 @@ def command(
 
     if json_path:
         check_writable(json_path)
-    result = evaluate(model, dataset, split, threads=threads, tta=tta)
+    result = evaluate(model, dataset, split, threads=threads, tta=tta, zoom=zoom)
     click.echo(
-        f"{result['model']} on {dataset}/{split}" + (" (8-view test-time augmentation)" if tta else "")
+        f"{result['model']} on {dataset}/{split}"
+        + (" (8-view test-time augmentation)" if tta else "")
+        + (f" at zoom {result['zoom']:g}" if result["zoom"] != 1 else "")
     )
     click.echo(result.pop("table"))
     if "paper" in result:

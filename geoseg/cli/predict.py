@@ -43,6 +43,13 @@ from geoseg.cli._progress import progress_bar
     is_flag=True,
     help="Average the model over the 8 rotations/flips of each tile (8x slower, slightly more accurate).",
 )
+@click.option(
+    "--zoom",
+    type=float,
+    default=None,
+    help="Resample each tile by this factor for the model, e.g. 3 for a 10 m model on 30 m pixels "
+    "(zoom^2 slower) [default: the model's own, 1 unless its card says otherwise].",
+)
 def command(
     images: tuple[Path, ...],
     model: str,
@@ -59,6 +66,7 @@ def command(
     bands: str | None,
     resume: bool,
     tta: bool,
+    zoom: float | None,
 ) -> None:
     """Predict a land-cover map for IMAGES (one scene, or adjacent scenes as one mosaic)."""
     from geoseg.pipeline import predict
@@ -82,5 +90,6 @@ def command(
             bands=band_list,
             progress=bar,
             tta=tta,
+            zoom=zoom,
         )
     click.echo(result.summary())
