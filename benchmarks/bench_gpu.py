@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from geoseg.inference import Predictor
+from geoseg.inference import Predictor, zoomed_size
 from geoseg.model import LoadedModel, build_model, load_checkpoint, make_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,13 +105,21 @@ def _measure(
     module, dtype, device = predictor.model.module, predictor._amp_dtype, predictor.device
     cuda = device.startswith("cuda")
     host = np.random.default_rng(0).normal(size=(n, len(predictor.spec.bands), read, read)).astype(np.float32)
-    x = torch.from_numpy(host).to(device).contiguous(memory_format=torch.channels_last)
+    # the bare model sees what Predictor feeds it: the tile resampled by the model's zoom
+    seen = torch.from_numpy(host).to(device)
+    if predictor.spec.zoom != 1:
+        size = zoomed_size((read, read), predictor.spec.zoom)
+        seen = torch.nn.functional.interpolate(seen, size=size, mode="bilinear", align_corners=False)
+    x = seen.contiguous(memory_format=torch.channels_last)
 
     def bare() -> None:
         with torch.inference_mode(), torch.autocast("cuda", dtype=dtype, enabled=cuda and dtype is not None):
             module(x)
 
-    row: dict[str, Any] = {"amp": str(dtype).replace("torch.", "") if dtype else "fp32"}
+    row: dict[str, Any] = {
+        "amp": str(dtype).replace("torch.", "") if dtype else "fp32",
+        "zoom": predictor.spec.zoom,
+    }
     row["bare_mps"] = _rate(bare, n * core, seconds, sync)
     row["logits_mps"] = _rate(lambda: predictor.logits(host), n * core, seconds, sync)
     row["classes_mps"] = _rate(lambda: predictor.classes(predictor.logits(host)), n * core, seconds, sync)

@@ -7,6 +7,7 @@ of the same weights). ``Predictor`` hides which one runs.
 
 from __future__ import annotations
 
+import functools
 import glob
 import logging
 import os
@@ -166,34 +167,45 @@ class Predictor:
         if batch.ndim != 4 or batch.shape[1] != len(self.spec.bands):
             raise ModelError(f"batch of shape {batch.shape} does not fit a {len(self.spec.bands)}-band model")
         padded, h, w = pad_to_stride(np.ascontiguousarray(batch, dtype=np.float32))
-        forward = zoomed(self._forward, self.spec.zoom if zoom is None else zoom)
+        z = self.spec.zoom if zoom is None else zoom
+        forward: Callable[[np.ndarray], np.ndarray]
+        if self.backend == "onnx":
+            forward = zoomed(self._onnx_logits, z)  # resampled in NumPy: ONNX workers have no torch
+        else:
+            # resampled by torch where the model runs: on a GPU, the host's NumPy would
+            # take longer over a batch than the model
+            forward = functools.partial(self._torch_logits, zoom=z)
         out = dihedral_mean(forward, padded) if tta else forward(padded)
         return out[:, :, :h, :w]
 
-    def _forward(self, padded: np.ndarray) -> np.ndarray:
-        if self.backend == "onnx":
-            return self._session.run(None, {"input": padded})[0]
-        return self._torch_logits(padded)
+    def _onnx_logits(self, padded: np.ndarray) -> np.ndarray:
+        return self._session.run(None, {"input": padded})[0]
 
     def probabilities(self, batch: np.ndarray, tta: bool = False, zoom: float | None = None) -> np.ndarray:
         """``(n, bands, h, w)`` float32 -> ``(n, classes, h, w)`` float32 softmax scores."""
         return softmax(self.logits(batch, tta, zoom))
 
-    def _torch_logits(self, padded: np.ndarray) -> np.ndarray:
+    def _torch_logits(self, padded: np.ndarray, zoom: float = 1.0) -> np.ndarray:
         import torch
+        import torch.nn.functional as F
 
         x = torch.from_numpy(padded)
+        size = tuple(padded.shape[2:])
         with torch.inference_mode():
-            if self.device.startswith("cuda"):
-                x = (
-                    x.pin_memory()
-                    .to(self.device, non_blocking=True)
-                    .contiguous(memory_format=torch.channels_last)
-                )
+            cuda = self.device.startswith("cuda")
+            if cuda:
+                x = x.pin_memory().to(self.device, non_blocking=True)
+            if zoom != 1:
+                x = F.interpolate(x, size=zoomed_size(size, zoom), mode="bilinear", align_corners=False)
+            if cuda:
+                x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast("cuda", dtype=self._amp_dtype, enabled=self._amp_dtype is not None):
-                    logits = self.model.module(x)
-                return logits.float().cpu().numpy()
-            return self.model.module(x).numpy()
+                    logits = self.model.module(x).float()
+            else:
+                logits = self.model.module(x)
+            if zoom != 1:
+                logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+            return logits.cpu().numpy()
 
     def classes(self, scores: np.ndarray, axis: int = 1) -> np.ndarray:
         """Argmax over the class axis of logits or probabilities, as the spec's class ids (uint8).
@@ -250,10 +262,15 @@ def zoomed(
 
     def run(x: np.ndarray) -> np.ndarray:
         h, w = x.shape[2:]
-        zh, zw = (max(stride, round(n * zoom / stride) * stride) for n in (h, w))
-        return resize_bilinear(forward(np.ascontiguousarray(resize_bilinear(x, zh, zw))), h, w)
+        return resize_bilinear(forward(resize_bilinear(x, *zoomed_size((h, w), zoom, stride))), h, w)
 
     return run
+
+
+def zoomed_size(size: tuple[int, ...], zoom: float, stride: int = STRIDE) -> tuple[int, int]:
+    """``(h, w)`` scaled by ``zoom`` and rounded to whole multiples of ``stride``."""
+    h, w = size
+    return max(stride, round(h * zoom / stride) * stride), max(stride, round(w * zoom / stride) * stride)
 
 
 # The 8 symmetries of the square: 4 rotations, each with and without a left-right flip.
