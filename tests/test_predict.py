@@ -578,6 +578,8 @@ def test_zoom_predicts_on_resampled_tiles_onto_the_input_grid(
     predict([scene], made, own, **kw)
     with rasterio.open(own) as a:
         assert (a.read(1) == za).all()
+    info = CliRunner().invoke(main, ["model", "info", str(made)])
+    assert info.exit_code == 0 and "zoom       2 " in info.output
     onnx = tmp_path / "onnx.tif"
     predict([scene], made, onnx, **{**kw, "backend": "onnx"})
     with rasterio.open(onnx) as a:

@@ -59,6 +59,8 @@ def info(model: str, as_json: bool) -> None:
     click.echo(f"  mean/std   {d['mean']} / {d['std']}")
     for c in d["classes"]:
         click.echo(f"  class {c['id']:>3}  {c['name']}  rgb{tuple(c['colour'])}")
+    if d["zoom"] != 1:
+        click.echo(f"  zoom       {d['zoom']:g} (predict resamples each tile by it for the model)")
     prov = d["provenance"]
     if not prov.get("trained"):
         click.echo(f"  untrained  (seed {prov.get('seed')})")
