@@ -6,7 +6,8 @@ Subcommands (each prints a table; ``all`` runs them in turn):
               forward over the same tiles (same backend, batch, tile size, total threads)
     memory    peak memory of the whole process tree (client, nannies, workers) of a predict
               run on a small and a large scene; the two should be within 15 % (bounded memory)
-    scaling   seconds per megapixel at 4096^2, 8192^2 and 16384^2 (should be constant)
+    scaling   seconds per megapixel at 4096^2, 8192^2 and 16384^2 (should be constant), in
+              runs of their own that nothing polls (the poller's CPU would weigh on them)
     warm      the same sizes on a LocalCluster that is already up and has run one job
               (``predict(client=...)``, as a notebook or a service runs it): the per-MP
               cost of the pipeline without process start-up
@@ -481,7 +482,16 @@ def _one(args: argparse.Namespace) -> None:
     print(json.dumps({"seconds": res.seconds, "tiles": res.tiles, "megapixels": res.megapixels}))
 
 
-def tree_runs(args: argparse.Namespace, sizes: Sequence[int]) -> dict[int, TreeRun]:
+def run_unpolled(cmd: Sequence[str]) -> TreeRun:
+    """Run ``cmd`` with nothing watching it: for timing (the poller costs the 2-core machine
+    7 % of a 268 MP run and 13-19 % of a 16.8 MP one; benchmarks/README.md, session 7)."""
+    t = time.perf_counter()
+    result, cpu = _subprocess_json(cmd)
+    result["cpu"] = cpu
+    return TreeRun(result["seconds"], time.perf_counter() - t, 0, 0, 0, result, {})
+
+
+def tree_runs(args: argparse.Namespace, sizes: Sequence[int], poll: bool = True) -> dict[int, TreeRun]:
     workdir: Path = args.workdir
     model = model_path(workdir, args.light_model)
     os.environ["GEOSEG_CACHE"] = str(workdir / "cache")
@@ -504,6 +514,11 @@ def tree_runs(args: argparse.Namespace, sizes: Sequence[int]) -> dict[int, TreeR
         for size in sizes:
             scene = scene_path(workdir, size)
             cmd = _one_cmd(args, scene, model, workdir / f"tree-{size}.tif")
+            if not poll:
+                r = run_unpolled(cmd)
+                say(f"  {size}^2: {r.seconds:.1f} s in predict(), {r.wall:.1f} s wall (not polled)")
+                runs[size] = _merge(runs[size], r) if size in runs else r
+                continue
             r = run_polled(cmd)
             say(
                 f"  {size}^2: {r.seconds:.1f} s in predict(), {r.wall:.1f} s wall, peak RSS "
@@ -595,7 +610,7 @@ def scaling(args: argparse.Namespace, runs: dict[int, TreeRun] | None = None) ->
     )
     runs = dict(runs or {})
     missing = [s for s in args.scaling_sizes if s not in runs]
-    runs.update(tree_runs(args, missing))
+    runs.update(tree_runs(args, missing, poll=False))
     rows = []
     per: dict[int, float] = {}
     cpu_per: dict[int, float] = {}
@@ -840,18 +855,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     t = time.perf_counter()
     if "overhead" in wanted:
         overhead(args)
-    sizes: set[int] = set()
     if "memory" in wanted:
-        sizes |= set(args.memory_sizes)
+        say("\n## predict runs in a subprocess, process tree polled (for memory)")
+        memory(args, tree_runs(args, sorted(args.memory_sizes)))
     if "scaling" in wanted:
-        sizes |= set(args.scaling_sizes)
-    if sizes:  # one predict run per size serves both
-        say("\n## predict runs in a subprocess, process tree polled (for memory and scaling)")
-        runs = tree_runs(args, sorted(sizes))
-        if "memory" in wanted:
-            memory(args, runs)
-        if "scaling" in wanted:
-            scaling(args, runs)
+        # timed apart, unwatched: the memory poller's own CPU would weigh on the short runs
+        say("\n## predict runs in a subprocess, not polled (for scaling)")
+        scaling(args)
     if "warm" in wanted:
         warm(args)
     if "backends" in wanted:
