@@ -77,6 +77,9 @@ class TrainConfig:
     ema: float = 0.0
     seed: int = 0
     threads: int | None = None
+    # auto: a CUDA GPU when there is one (float32, so a run is the same recipe as on the
+    # CPU, not the same bits), else the CPU
+    device: str = "auto"
     half: bool = True  # store weights as float16 (half the file, same predictions in practice)
     split_train: str = "training"
     split_val: str = "validation"
@@ -438,6 +441,7 @@ class Trainer:
     def fit(self, progress: Progress | None = None, resume: bool = False) -> TrainResult:
         import torch
 
+        from geoseg.inference import resolve_device
         from geoseg.model import save_checkpoint
 
         cfg = self.cfg
@@ -445,7 +449,9 @@ class Trainer:
         np.random.seed(cfg.seed)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        device = torch.device(resolve_device(cfg.device))
         spec, model = self.configure_model()
+        model = model.to(device)
         loss_fn = self.configure_loss()
         opt, sched = self.configure_optimizer(model)
         sampler = ChipSampler(self.data.train, cfg.chip_size, self.mean, self.std, cfg)
@@ -455,7 +461,7 @@ class Trainer:
         state_path = out.with_name(out.name + ".resume.pt")
         start, best, best_state, history, stale = 0, -1.0, None, [], 0
         if resume and state_path.exists():
-            st = torch.load(state_path, weights_only=True)
+            st = torch.load(state_path, weights_only=True, map_location=device)
             model.load_state_dict(st["model"])
             if averaged is not None:
                 averaged.load_state_dict(st["averaged"])
@@ -473,8 +479,8 @@ class Trainer:
             losses = []
             for _ in range(cfg.steps_per_epoch):
                 x, y = sampler.batch(cfg.batch_size)
-                logits = model(torch.from_numpy(x))
-                loss = loss_fn(logits, torch.from_numpy(y.astype(np.int64)))
+                logits = model(torch.from_numpy(x).to(device))
+                loss = loss_fn(logits, torch.from_numpy(y.astype(np.int64)).to(device))
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -535,9 +541,11 @@ class Trainer:
         padded, h, w = pad_to_stride(x[None].astype(np.float32))
         model.eval()
 
+        device = next(model.parameters()).device  # where training left it (a GPU, or the CPU)
+
         def run(a: np.ndarray) -> np.ndarray:
             with torch.inference_mode():
-                return model(torch.from_numpy(a)).numpy()
+                return model(torch.from_numpy(a).to(device)).cpu().numpy()
 
         forward = zoomed(run, spec.zoom)  # as predict feeds it
         logits = dihedral_mean(forward, padded) if tta else forward(padded)

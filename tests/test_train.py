@@ -386,3 +386,16 @@ def test_self_training_adds_the_unlabelled_split_to_the_training_samples(
     cat.write_text(yaml.safe_dump(doc, sort_keys=False))
     with pytest.raises(ConfigError, match="no image that is not also labelled"):
         load_labelset("toy", cfg())
+
+
+def test_training_device_is_resolved_before_the_first_step(tmp_path: Path, amazon: Any) -> None:
+    """``device: auto`` trains on the CPU here; asking for CUDA where there is none is one clear error."""
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present: cuda is a valid training device here")
+    from geoseg.errors import ModelError
+
+    result = Trainer(_cfg(tmp_path, epochs=1, device="auto"), amazon).fit()
+    assert read_spec(result.out).provenance["config"]["device"] == "auto"
+    with pytest.raises(ModelError, match="no CUDA GPU"):
+        Trainer(_cfg(tmp_path, out=str(tmp_path / "gpu.safetensors"), epochs=1, device="cuda"), amazon).fit()
+    assert not (tmp_path / "gpu.safetensors").exists()
