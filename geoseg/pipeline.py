@@ -23,7 +23,7 @@ import shutil
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -437,16 +437,14 @@ def predict(
     from geoseg.model import file_sha256, read_spec, resolve_model_path
 
     t0 = time.perf_counter()
-    opts = PredictOptions(
-        tile_size, overlap, batch_size, device, backend, threads, tta, 1.0 if zoom is None else zoom
-    )
     for image in images:  # the inputs first: they are what a user most often mistypes
         if not Path(image).exists() and not str(image).startswith("/vsi"):
             raise MissingFileError("no such file; check the path", image)
     model_path = resolve_model_path(model).resolve()
     spec = read_spec(model_path)
-    if zoom is None:
-        opts = replace(opts, zoom=spec.zoom)
+    opts = PredictOptions(
+        tile_size, overlap, batch_size, device, backend, threads, tta, spec.zoom if zoom is None else zoom
+    )
     own_client = client is None
     local = own_client and not scheduler
     # Forked local workers start in ~0.1 s, from this thread (which does the GDAL work,

@@ -28,10 +28,17 @@ from typing import Any
 import numpy as np
 
 from geoseg import __version__
-from geoseg.errors import BadRasterError, ConfigError, DataQuirkWarning, GeosegError, refuse_unknown_keys
+from geoseg.errors import (
+    BadRasterError,
+    ConfigError,
+    DataQuirkWarning,
+    GeosegError,
+    ModelError,
+    refuse_unknown_keys,
+)
 from geoseg.io import ClassInfo, default_colour, open_raster
 from geoseg.metrics import PaperMetric, Scores, confusion
-from geoseg.model import MAX_ZOOM, check_zoom
+from geoseg.model import check_zoom
 from geoseg.progress import Progress, report
 from geoseg.pseudo import PseudoLabelConfig, pseudo_samples
 
@@ -94,8 +101,10 @@ class TrainConfig:
             raise ConfigError(f"ema must be in [0, 1), got {self.ema}")
         if self.colour < 0:
             raise ConfigError(f"colour must be at least 0, got {self.colour}")
-        if not 0 < self.zoom <= MAX_ZOOM:
-            raise ConfigError(f"zoom must be in (0, {MAX_ZOOM:g}], got {self.zoom}")
+        try:
+            check_zoom(self.zoom)  # the checkpoint's rule, raised as the config's error
+        except ModelError as exc:
+            raise ConfigError(str(exc)) from exc
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> TrainConfig:

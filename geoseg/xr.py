@@ -22,7 +22,6 @@ import json
 import os
 import threading
 from collections.abc import Hashable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -233,13 +232,11 @@ def predict_xr(
     from geoseg.model import file_sha256, read_spec, resolve_model_path
     from geoseg.pipeline import PredictOptions, _ensure_onnx_export
 
-    opts = PredictOptions(
-        tile_size, overlap, batch_size, device, backend, threads, tta, 1.0 if zoom is None else zoom
-    )
     model_path = resolve_model_path(model).resolve()
     spec = read_spec(model_path)
-    if zoom is None:
-        opts = replace(opts, zoom=spec.zoom)
+    opts = PredictOptions(
+        tile_size, overlap, batch_size, device, backend, threads, tta, spec.zoom if zoom is None else zoom
+    )
     y_dim, x_dim = _spatial_dims(da)
     band_dims = [d for d in da.dims if d not in (y_dim, x_dim)]
     if len(band_dims) > 1:
