@@ -385,27 +385,25 @@ class _Section:
     text: str = ""
 
 
-def _table_html(caption: str, columns: dict[str, list[Any]]) -> str:
+def html_cell(v: Any) -> str:
+    """One table cell: numbers right-aligned (floats to 2 decimals, NaN as a dash)."""
+    if isinstance(v, float):
+        return f'<td class="num">{v:,.2f}</td>' if v == v else '<td class="num">–</td>'
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        return f'<td class="num">{v}</td>'
+    return f"<td>{html.escape('' if v is None else str(v))}</td>"
+
+
+def html_table(caption: str, columns: dict[str, list[Any]]) -> str:
+    """A captioned table of equal-length ``columns`` (name -> values)."""
     names = list(columns)
     rows = len(columns[names[0]]) if names else 0
-    out = [f"<table><caption>{html.escape(caption)}</caption><thead><tr>"]
-    out += [f"<th>{html.escape(n)}</th>" for n in names]
-    out.append("</tr></thead><tbody>")
-    for r in range(rows):
-        out.append("<tr>")
-        for n in names:
-            v = columns[n][r]
-            if isinstance(v, float):
-                out.append(f'<td class="num">{v:,.2f}</td>')
-            elif isinstance(v, (int, np.integer)):
-                out.append(f'<td class="num">{v}</td>')
-            else:
-                out.append(f"<td>{html.escape(str(v))}</td>")
-        out.append("</tr>")
-    out.append("</tbody></table>")
-    return "".join(out)
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+    body = "".join("<tr>" + "".join(html_cell(columns[n][r]) for n in names) + "</tr>" for r in range(rows))
+    return f"<table><caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+# one look for every page geoseg writes (a product's report, a workflow's report)
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
 h1 { font-size: 1.6em; } h2 { margin-top: 1.6em; border-bottom: 1px solid #ccc; }
@@ -415,14 +413,26 @@ table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
 caption { text-align: left; font-weight: 600; padding-bottom: 0.3em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; } th { background: #f2f2f2; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.meta { color: #555; font-size: 0.9em; }
+.meta { color: #555; font-size: 0.9em; } code { background: #f4f4f4; padding: 0 0.2em; }
 """
+
+
+def html_page(title: str, meta: Sequence[str], body: str) -> str:
+    """A self-contained HTML page: the title as heading, ``meta`` lines under it, then ``body``."""
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
+        f"<h1>{html.escape(title)}</h1>\n"
+        + "".join(f'<p class="meta">{html.escape(m)}</p>' for m in meta if m)
+        + "\n"
+        + body
+        + "\n</body></html>\n"
+    )
 
 
 def write_html(path: Path, title: str, meta: Sequence[str], sections: Sequence[_Section]) -> Path:
     """One self-contained page (images beside it) tying pictures and tables together."""
-    body = [f"<h1>{html.escape(title)}</h1>"]
-    body += [f'<p class="meta">{html.escape(m)}</p>' for m in meta]
+    body: list[str] = []
     for s in sections:
         body.append(f"<h2>{html.escape(s.title)}</h2>")
         if s.text:
@@ -432,14 +442,8 @@ def write_html(path: Path, title: str, meta: Sequence[str], sections: Sequence[_
                 f'<figure><img src="{html.escape(name)}" alt="{html.escape(caption)}">'
                 f"<figcaption>{html.escape(caption)}</figcaption></figure>"
             )
-        body += [_table_html(c, cols) for c, cols in s.tables]
-    page = (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
-        + "\n".join(body)
-        + "\n</body></html>\n"
-    )
-    path.write_text(page, encoding="utf-8")
+        body += [html_table(c, cols) for c, cols in s.tables]
+    path.write_text(html_page(title, meta, "\n".join(body)), encoding="utf-8")
     return path
 
 

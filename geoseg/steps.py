@@ -24,6 +24,7 @@ import numpy as np
 
 from geoseg.errors import ConfigError, GridMismatchError
 from geoseg.io import ClassInfo
+from geoseg.report import html_page, html_table
 
 if TYPE_CHECKING:
     from geoseg.export import LayerStyle
@@ -306,7 +307,9 @@ def _report(ctx: Context) -> Outcome:
                     )  # fmt: skip
                 shown += 1
     if map_figs:
-        sections.append(_section("Maps", _figures(map_figs) + "".join(_table(c, t) for c, t in area_tables)))
+        sections.append(
+            _section("Maps", _figures(map_figs) + "".join(html_table(c, t) for c, t in area_tables))
+        )
 
     rel = os.path.relpath(wf.out_dir, final)
     for name in p["include"]:
@@ -352,15 +355,7 @@ def _report(ctx: Context) -> Outcome:
         wf.description,
         f"workflow {wf.path.name} (sha256 {wf.sha256[:12]}…); geoseg {ctx.provenance['geoseg_version']}",
     ]
-    page = (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
-        f"<h1>{html.escape(title)}</h1>\n"
-        + "".join(f'<p class="meta">{html.escape(m)}</p>' for m in meta if m)
-        + "\n".join(sections)
-        + "\n</body></html>\n"
-    )
-    (folder / "index.html").write_text(page, encoding="utf-8")
+    (folder / "index.html").write_text(html_page(title, meta, "\n".join(sections)), encoding="utf-8")
     return Outcome(summary={"accuracy": {k: _headline(v) for k, v in accuracy.items()}})
 
 
@@ -536,18 +531,6 @@ def score_loss(
 
 # ---------------------------------------------------------------------- HTML pieces
 
-_CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
-h1 { font-size: 1.6em; } h2 { margin-top: 1.6em; border-bottom: 1px solid #ccc; }
-figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
-figcaption { color: #555; font-size: 0.9em; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
-caption { text-align: left; font-weight: 600; padding-bottom: 0.3em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; } th { background: #f2f2f2; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.meta { color: #555; font-size: 0.9em; } code { background: #f4f4f4; padding: 0 0.2em; }
-"""
-
 
 def _section(title: str, body: str) -> str:
     return f"<h2>{html.escape(title)}</h2>\n{body}"
@@ -559,22 +542,6 @@ def _figures(figs: Sequence[tuple[str, str]]) -> str:
         "</figcaption></figure>"
         for src, cap in figs
     )
-
-
-def _cell(v: Any) -> str:
-    if isinstance(v, float):
-        return f'<td class="num">{v:,.2f}</td>' if v == v else '<td class="num">–</td>'
-    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
-        return f'<td class="num">{v}</td>'
-    return f"<td>{html.escape('' if v is None else str(v))}</td>"
-
-
-def _table(caption: str, columns: dict[str, list[Any]]) -> str:
-    names = list(columns)
-    rows = len(columns[names[0]]) if names else 0
-    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
-    body = "".join("<tr>" + "".join(_cell(columns[n][r]) for n in names) + "</tr>" for r in range(rows))
-    return f"<table><caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _gpkg_table(gpkg: Path, layer: str) -> dict[str, list[Any]] | None:
@@ -608,7 +575,7 @@ def _report_html(
     for layer, caption in tables:
         t = _gpkg_table(gpkg, step.params["layer_prefix"] + layer) if gpkg.exists() else None
         if t:
-            parts.append(_table(caption, t))
+            parts.append(html_table(caption, t))
     return "".join(parts)
 
 
@@ -647,7 +614,7 @@ def _scores_html(caption: str, s: Scores) -> str:
     }
     return (
         f"<p><b>{html.escape(caption)}</b>: overall accuracy {s.accuracy:.4f}, mIoU {s.miou:.4f}, "
-        f"kappa {s.kappa:.4f}.</p>" + _table("per class (classes matched by name)", per)
+        f"kappa {s.kappa:.4f}.</p>" + html_table("per class (classes matched by name)", per)
     )
 
 
@@ -671,7 +638,7 @@ def _evaluate_html(r: dict[str, Any]) -> str:
         f"kappa {r['kappa']:.4f}.</p>"
     )
     if per:
-        out += _table("per class, pooled over the split", {
+        out += html_table("per class, pooled over the split", {
             "class": list(per), "IoU": _f3(v["iou"] for v in per.values()),
             "precision": _f3(v["precision"] for v in per.values()),
             "recall": _f3(v["recall"] for v in per.values()), "F1": _f3(v["f1"] for v in per.values()),
@@ -719,7 +686,7 @@ def _layers_html(gpkg: Path, rel: str) -> str:
     return (
         f'<p><a href="{rel}/{gpkg.name}">{html.escape(gpkg.name)}</a> opens in QGIS with each layer styled in '
         "its classes' colours; provenance (model, inputs and their sha256, parameters, geoseg version) is in "
-        "its metadata tables.</p>" + _table("layers and tables", rows)
+        "its metadata tables.</p>" + html_table("layers and tables", rows)
     )
 
 

@@ -532,6 +532,7 @@ class Trainer:
             "trained": True, "geoseg_version": __version__, "data": self.data.provenance,
             "config": {k: v for k, v in cfg.__dict__.items() if k != "out"}, "history": history,
             "metrics": metrics, "minutes": round((time.perf_counter() - t0) / 60, 2),
+            "trained_on": _device_label(device),
         }  # fmt: skip
         spec = _with_provenance(spec, provenance)
         save_checkpoint(out, spec, model, half=cfg.half)
@@ -592,6 +593,16 @@ def _averaged(model: Any, decay: float) -> Any:
     # use_buffers: the running BatchNorm statistics are averaged too, so the averaged
     # model needs no extra pass over the data to recompute them.
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def _device_label(device: Any) -> str:
+    """``cpu`` or ``cuda:0 (NVIDIA H200)``: where a model was trained, for its card."""
+    import torch
+
+    if device.type != "cuda":
+        return str(device.type)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
 
 
 def _with_provenance(spec: Any, provenance: dict[str, Any]) -> Any:

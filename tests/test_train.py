@@ -395,7 +395,8 @@ def test_training_device_is_resolved_before_the_first_step(tmp_path: Path, amazo
     from geoseg.errors import ModelError
 
     result = Trainer(_cfg(tmp_path, epochs=1, device="auto"), amazon).fit()
-    assert read_spec(result.out).provenance["config"]["device"] == "auto"
+    provenance = read_spec(result.out).provenance
+    assert provenance["config"]["device"] == "auto" and provenance["trained_on"] == "cpu"
     with pytest.raises(ModelError, match="no CUDA GPU"):
         Trainer(_cfg(tmp_path, out=str(tmp_path / "gpu.safetensors"), epochs=1, device="cuda"), amazon).fit()
     assert not (tmp_path / "gpu.safetensors").exists()
