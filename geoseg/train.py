@@ -524,10 +524,11 @@ class Trainer:
                 break
         assert best_state is not None
         model.load_state_dict(best_state)
-        final = self.validate(model, spec)
+        per_tile = self.tile_confusions(model, spec)
+        final = self.scores(per_tile)
         metrics = {"val": final.as_dict()}
         if self.data.provenance.get("dataset") == "amazon-s2-rgb":
-            metrics["paper"] = self.paper_metric(model, spec)
+            metrics["paper"] = paper_metric(per_tile)
         provenance = {
             "trained": True, "geoseg_version": __version__, "data": self.data.provenance,
             "config": {k: v for k, v in cfg.__dict__.items() if k != "out"}, "history": history,
@@ -563,19 +564,27 @@ class Trainer:
         pred[~s.valid] = IGNORE
         return pred
 
-    def validate(self, model: Any, spec: Any, tta: bool = False) -> Scores:
+    def tile_confusions(self, model: Any, spec: Any, tta: bool = False) -> list[np.ndarray]:
+        """The confusion matrix of each validation sample: one pass of the model over them
+        gives both the pooled scores and the paper's per-tile metric."""
         n = len(self.data.classes)
-        matrix = np.zeros((n, n), dtype=np.int64)
-        for s in self.data.val:
-            matrix += confusion(s.labels, self._predict(model, spec, s, tta), n)
-        return Scores(matrix, [c.name for c in self.data.classes])
+        return [confusion(s.labels, self._predict(model, spec, s, tta), n) for s in self.data.val]
 
-    def paper_metric(self, model: Any, spec: Any, tta: bool = False) -> dict[str, float]:
+    def scores(self, confusions: Sequence[np.ndarray]) -> Scores:
+        """Pooled scores of per-sample confusion matrices."""
         n = len(self.data.classes)
-        pm = PaperMetric()
-        for s in self.data.val:
-            pm.add(confusion(s.labels, self._predict(model, spec, s, tta), n))
-        return pm.as_dict()
+        return Scores(sum(confusions, np.zeros((n, n), dtype=np.int64)), [c.name for c in self.data.classes])
+
+    def validate(self, model: Any, spec: Any, tta: bool = False) -> Scores:
+        return self.scores(self.tile_confusions(model, spec, tta))
+
+
+def paper_metric(confusions: Sequence[np.ndarray]) -> dict[str, float]:
+    """The published table's metric (``PaperMetric``) over per-tile confusion matrices."""
+    pm = PaperMetric()
+    for m in confusions:
+        pm.add(m)
+    return pm.as_dict()
 
 
 @dataclass
@@ -675,7 +684,8 @@ def evaluate(
         )
     trainer = Trainer.__new__(Trainer)
     trainer.cfg, trainer.data = cfg, data
-    scores = trainer.validate(loaded.module, spec, tta)
+    per_tile = trainer.tile_confusions(loaded.module, spec, tta)
+    scores = trainer.scores(per_tile)
     out: dict[str, Any] = {
         "model": str(loaded.path),
         "sha256": loaded.sha256,
@@ -687,5 +697,5 @@ def evaluate(
     out.update(scores.as_dict())
     out["table"] = scores.table()
     if dataset == "amazon-s2-rgb":
-        out["paper"] = trainer.paper_metric(loaded.module, spec, tta)
+        out["paper"] = paper_metric(per_tile)
     return out
