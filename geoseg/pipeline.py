@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -368,10 +369,21 @@ def warm_workers(client: Any, model_path: Path, opts: PredictOptions) -> list[An
     Each worker's first task otherwise pays ~0.3 s (the model read and hashed, ONNX
     Runtime's session built) after the client's checks and planning instead of beside them.
     """
+    from dask.base import tokenize
+
     workers = list(client.scheduler_info()["workers"])
+    # keyed by model and options: runs sharing a client at once (a workflow's maps) warm
+    # their own model, not each other's task under one key
+    token = tokenize(str(model_path), opts)
     return [
         client.submit(
-            _warm, str(model_path), opts, key=f"warm-{k}", workers=[w], allow_other_workers=False, pure=False
+            _warm,
+            str(model_path),
+            opts,
+            key=f"warm-{token}-{k}",
+            workers=[w],
+            allow_other_workers=False,
+            pure=False,
         )
         for k, w in enumerate(workers)
     ]
@@ -697,13 +709,17 @@ class _Outputs:
             self.probs.abort()
 
 
+_EXPORTING = threading.Lock()  # predict() calls of one process at once (a workflow's maps) export once
+
+
 def _ensure_onnx_export(model_path: Path) -> None:
     from geoseg.inference import export_onnx, onnx_cache_path
     from geoseg.model import load_checkpoint
 
     cached = onnx_cache_path(_model_record(model_path))
-    if not cached.exists():  # loading the torch model only when there is something to export
-        export_onnx(load_checkpoint(model_path), cached)
+    with _EXPORTING:
+        if not cached.exists():  # loading the torch model only when there is something to export
+            export_onnx(load_checkpoint(model_path), cached)
 
 
 def _default_bands(images: Sequence[Any], spec: Any) -> list[str] | None:

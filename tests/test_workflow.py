@@ -413,3 +413,29 @@ def test_catalog_scene_of_single_band_files_is_stacked(shared_data: Path, tmp_pa
         raw = b7.read(1)
     assert np.array_equal(~valid, (raw == -32768) | (pixels[0] == -99999))  # band 7's nodata stays nodata
     assert 0.37 < (~valid).mean() < 0.39
+
+
+def test_label_set_maps_are_predicted_side_by_side(shared_data: Path, tmp_path: Path) -> None:
+    """A step's maps share the cluster, as many at a time as it has worker threads: each
+    equals the map of a lone ``predict()``, and one progress callback counts all tiles."""
+    from geoseg.pipeline import predict
+
+    doc = {
+        "workflow": "tiles", "dask": {"workers": 2},
+        "steps": [{"name": "forest", "kind": "predict", "images": "amazon-s2-rgb", "split": "validation",
+                   "model": "forest-s2-rgb-fast", "tile_size": 256, "overlap": 32}],
+    }  # fmt: skip
+    wf = load_workflow(write_workflow(tmp_path / "wf.yaml", doc), tmp_path / "out")
+    calls: list[tuple[int, int]] = []
+    run_workflow(wf, progress=lambda step: lambda done, total, postfix="": calls.append((done, total)))
+    maps = sorted((tmp_path / "out" / "forest").glob("*.tif"))
+    assert len(maps) == 15
+    # 15 tiles of 512^2 in 256-px tiles: 60 in all, counted once each, in one rising count
+    assert calls[-1] == (60, 60) and [d for d, _ in calls] == sorted(d for d, _ in calls)
+    images = {p.name.replace(".", "_").removesuffix("_tiff") + ".tif": p
+              for p in (shared_data / "amazon-s2-rgb" / "validation" / "images").iterdir()}  # fmt: skip
+    for m in maps[:3]:
+        alone = predict([images[m.name]], "forest-s2-rgb-fast", tmp_path / f"alone-{m.name}", tile_size=256,
+                        overlap=32, workers=1)  # fmt: skip
+        with rasterio.open(m) as a, rasterio.open(alone.out) as b:
+            assert a.transform == b.transform and (a.read(1) == b.read(1)).all()
