@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from geoseg.errors import ModelError
+from geoseg.errors import ConfigError, ModelError
 
 DEMO_MODEL = "demo-synthetic"
 DEMO_SEED = 3  # a region the demo model never saw (it was trained on seed 7)
@@ -154,6 +154,10 @@ def run_demo(
         _check_real_model(name)
         doc = real_workflow(name)
     else:
+        from geoseg.workflow import MAX_SYNTHETIC_SIZE
+
+        if not 64 <= size <= MAX_SYNTHETIC_SIZE:  # said as the option, not as the scratch file's step
+            raise ConfigError(f"--size must be in 64..{MAX_SYNTHETIC_SIZE} pixels, got {size}")
         doc = demo_workflow(size, seed, str(model or DEMO_MODEL))
     text = (
         "# Written by `geoseg demo`; rerun it with `geoseg run` (steps already done are skipped).\n"

@@ -10,6 +10,7 @@ boundaries: a read opens its files and closes them again, unless the caller asks
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -343,6 +344,14 @@ def check_parent_writable(p: Path) -> None:
         raise OutputError(f"folder {parent} does not exist; create it first", p)
     if not os.access(parent, os.W_OK):
         raise OutputError(f"folder {parent} is not writable", p)
+    # access() says yes to root everywhere, and to folders like /proc that refuse new
+    # files: creating one is the only sure test
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".geoseg-probe-", dir=parent)
+    except OSError as exc:
+        raise OutputError(f"folder {parent} does not take new files ({exc.strerror or exc})", p) from exc
+    os.close(fd)
+    os.unlink(probe)
 
 
 def check_writable(path: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]] = ()) -> Path:

@@ -522,6 +522,10 @@ def _plan_and_run(
             )
         out_path = check_writable(out, images)
         prob_path = check_writable(probabilities, images) if probabilities else None
+        if prob_path is not None and prob_path.resolve() == out_path.resolve():
+            raise OutputError(
+                "is both --out and --probabilities; give the probabilities another path", out_path
+            )
         if client is None and starting is None:
             client = connect(scheduler, workers, opts.threads)
         if own_client and not scheduler:

@@ -81,6 +81,9 @@ class Ref:
     items: tuple[Item, ...] = ()  # known now for catalog entries and paths
 
 
+MAX_SYNTHETIC_SIZE = 65536
+
+
 @dataclass(frozen=True)
 class Param:
     """One key of a step kind: its type, default and whether it must be given."""
@@ -90,6 +93,7 @@ class Param:
     required: bool = False
     choices: tuple[Any, ...] = ()
     minimum: float | None = None
+    maximum: float | None = None
     keys: Mapping[str, Param] | None = None  # for mapping / list-of-mapping values
     help: str = ""
 
@@ -128,7 +132,8 @@ _EVALUATE = {
 
 SPECS: dict[str, dict[str, Param]] = {
     "synthetic": {
-        "size": Param("int", 2048, minimum=64),
+        # 65536^2 is 34 GB of 4-band uint16; a larger region is real imagery's job
+        "size": Param("int", 2048, minimum=64, maximum=MAX_SYNTHETIC_SIZE),
         "seed": Param("int", 3),
         "bands": Param("int", 4, choices=(4, 6)),
         "after_change": Param("bool", False, help="the region after its clearings and regrowth"),
@@ -382,6 +387,8 @@ def _value(value: Any, p: Param, where: str, key: str, path: Path) -> Any:
         )
     if p.minimum is not None and isinstance(value, (int, float)) and value < p.minimum:
         raise ConfigError(f"{where}: {key} must be at least {p.minimum:g}, got {value!r}", path)
+    if p.maximum is not None and isinstance(value, (int, float)) and value > p.maximum:
+        raise ConfigError(f"{where}: {key} must be at most {p.maximum:g}, got {value!r}", path)
     return value
 
 

@@ -37,6 +37,8 @@ def test_version_and_help_for_every_command() -> None:
             "missing.tif: no such file",
         ),
         (["model", "info", "nope.safetensors"], "nope.safetensors: no such model file"),
+        (["demo", "--size", "10", "--out", "d"], "--size must be in 64..65536 pixels, got 10"),
+        (["demo", "--size", "100000000", "--out", "d"], "--size must be in 64..65536 pixels, got 100000000"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(tmp_path: Path, args: list[str], expect: str) -> None:

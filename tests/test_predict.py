@@ -329,6 +329,11 @@ def test_predict_bad_inputs(tmp_path: Path, scene: Path, tiny_model: Path) -> No
         predict([scene], tiny_model, scene)
     with pytest.raises(OutputError, match="does not exist"):
         predict([scene], tiny_model, tmp_path / "no" / "o.tif")
+    with pytest.raises(OutputError, match="both --out and --probabilities"):
+        predict([scene], tiny_model, tmp_path / "o.tif", probabilities=tmp_path / "." / "o.tif")
+    if Path("/proc").is_dir():  # writable to root by access(), yet it takes no new file
+        with pytest.raises(OutputError, match="does not take new files"):
+            predict([scene], tiny_model, "/proc/o.tif")
     notgeoseg = tmp_path / "x.safetensors"
     notgeoseg.write_bytes(b"\x00" * 64)
     with pytest.raises(ModelError, match="not a geoseg checkpoint"):
@@ -360,6 +365,8 @@ def test_predict_bad_inputs(tmp_path: Path, scene: Path, tiny_model: Path) -> No
             "1,2",
         ],
     )
+    # a band selection does not make them alike
+    assert r.exit_code == 2 and "must have the same bands" in r.output
     r = CliRunner().invoke(
         main,
         ["predict", str(scene), str(two_band), "--model", str(tiny_model), "--out", str(tmp_path / "o.tif")],

@@ -262,6 +262,16 @@ def test_bad_references_and_values(tmp_path: Path, change: dict, expect: str) ->
     assert listing(tmp_path) == ["bad.yaml"]
 
 
+def test_synthetic_size_is_bounded(tmp_path: Path) -> None:
+    doc = json.loads(json.dumps(SMALL))
+    doc["steps"][0]["size"] = 70_000
+    with pytest.raises(
+        ConfigError, match="step 'region' \\(synthetic\\): size must be at most 65536, got 70000"
+    ):
+        load_workflow(write_workflow(tmp_path / "big.yaml", doc), tmp_path / "out")
+    assert listing(tmp_path) == ["big.yaml"]
+
+
 def test_catalog_data_absent_suggests_fetch(tmp_path: Path) -> None:
     wf_file = REPO / "workflows" / "track_deforestation.yaml"
     (tmp_path / "empty-data").mkdir()
