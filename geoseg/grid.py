@@ -213,12 +213,18 @@ class Tile:
         return f"{self.row}-{self.col}"
 
 
+#: the largest prediction tile: a model's working memory grows with it (GBs at 4096^2 on
+#: a CPU), while the context a tile needs comes from its overlap
+MAX_TILE = 4096
+
+
 def iter_tiles(shape: tuple[int, int], size: int, overlap: int = 0) -> Iterator[Tile]:
     """Tile a ``(height, width)`` grid; cores partition it exactly, row-major order.
 
     Edge tiles have smaller cores but the same read size as the others: their read
     window is anchored to stay ``size + 2*overlap`` wide where the raster allows, so a
     batch stacks without reshaping; what is left past the raster is padded by the read.
+    Along an axis shorter than ``size`` the read is that axis plus a halo each side.
     """
     if size <= 0:
         raise WindowError(f"tile size must be positive, got {size}")
@@ -226,7 +232,10 @@ def iter_tiles(shape: tuple[int, int], size: int, overlap: int = 0) -> Iterator[
         raise WindowError(f"overlap must be zero or positive, got {overlap}")
     height, width = shape
     n_rows, n_cols = math.ceil(height / size), math.ceil(width / size)
-    span = size + 2 * overlap
+    # A raster smaller than a tile is read once with its halo, not padded out to a whole
+    # tile (a 512^2 image in 100000-px tiles would read 10^10 pixels of padding)
+    span_h = min(size, height) + 2 * overlap
+    span_w = min(size, width) + 2 * overlap
     for i in range(n_rows):
         r0 = i * size
         r1 = min(r0 + size, height)
@@ -238,7 +247,7 @@ def iter_tiles(shape: tuple[int, int], size: int, overlap: int = 0) -> Iterator[
             c1 = min(c0 + size, width)
             read_c0 = min(c0 - overlap, max(-overlap, width - size - overlap))
             core = Window(r0, c0, r1 - r0, c1 - c0)
-            yield Tile(i, j, core, Window(read_r0, read_c0, span, span))
+            yield Tile(i, j, core, Window(read_r0, read_c0, span_h, span_w))
 
 
 def batch_tiles(tiles: Sequence[Tile], size: int, lanes: int = 1) -> list[list[Tile]]:

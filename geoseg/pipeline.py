@@ -34,7 +34,7 @@ import rasterio
 from geoseg import __version__
 from geoseg.cluster import close_client, fork_is_safe, local_client, remote_client
 from geoseg.errors import GeosegError, MissingFileError, ModelError, OutputError, SchedulerError
-from geoseg.grid import Grid, Tile, Window, batch_tiles
+from geoseg.grid import MAX_TILE, Grid, Tile, Window, batch_tiles
 from geoseg.io import CLASS_NODATA, RasterSource, RasterWriter, check_writable, class_map_writer
 from geoseg.model import check_zoom
 from geoseg.mosaic import open_region
@@ -55,8 +55,11 @@ class PredictOptions:
     zoom: float = 1.0  # the model sees each tile resampled by this factor (inference.zoomed)
 
     def __post_init__(self) -> None:
-        if self.tile_size < 16:
-            raise GeosegError(f"--tile-size must be at least 16, got {self.tile_size}")
+        if not 16 <= self.tile_size <= MAX_TILE:
+            raise GeosegError(
+                f"--tile-size must be in 16..{MAX_TILE}, got {self.tile_size} (a model's working memory "
+                "grows with the tile; --overlap gives it context)"
+            )
         if self.overlap < 0 or self.overlap >= self.tile_size:
             raise GeosegError(f"--overlap must be in 0..{self.tile_size - 1}, got {self.overlap}")
         if self.batch_size is not None and self.batch_size < 1:

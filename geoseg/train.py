@@ -95,6 +95,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         # checked with the rest of the config, before any data is read or model built
+        for key, (kind, low, high) in _SETTINGS.items():
+            _check_setting(key, getattr(self, key), kind, low, high)
         if self.pseudo_labels is not None:
             PseudoLabelConfig.from_dict(self.pseudo_labels)
         if not 0.0 <= self.ema < 1.0:
@@ -117,8 +119,43 @@ class TrainConfig:
             PseudoLabelConfig.from_dict(d["pseudo_labels"], source)  # names the file in the error
         try:
             return cls(**d)
-        except TypeError as exc:
+        except (TypeError, ConfigError) as exc:  # a setting's type or range: said with the file
             raise ConfigError(f"{source}: {exc}") from exc
+
+
+# key: (type, lowest, highest); None: no bound. Keys left out are checked where they are used
+# (arch and encoder by smp, loss and class_weights by the loss, holdout by the split).
+_SETTINGS: dict[str, tuple[type, float | None, float | None]] = {
+    "out": (str, None, None), "dataset": (str, None, None), "arch": (str, None, None),
+    "encoder": (str, None, None), "chip_size": (int, 16, None), "batch_size": (int, 1, None),
+    "epochs": (int, 1, None), "steps_per_epoch": (int, 1, None), "lr": (float, 1e-12, None),
+    "weight_decay": (float, 0, None), "flips": (bool, None, None), "brightness": (float, 0, 1),
+    "colour": (float, 0, None), "scale": (float, 0, 0.9), "holdout": (str, None, None),
+    "zoom": (float, None, None), "patience": (int, 1, None), "ema": (float, 0, None), "seed": (int, None, None),
+    "threads": (int, 1, None), "device": (str, None, None), "half": (bool, None, None),
+    "split_train": (str, None, None), "split_val": (str, None, None),
+}  # fmt: skip
+_OPTIONAL = {"dataset", "threads"}  # None: a synthetic scene; torch's own thread count
+
+
+def _check_setting(key: str, value: Any, kind: type, low: float | None, high: float | None) -> None:
+    """One training setting's type and range (None: the default, where a key may be left out)."""
+    if value is None:
+        if key in _OPTIONAL:
+            return
+        raise ConfigError(f"{key} must be given a value")
+    names = {int: "a whole number", float: "a number", bool: "true or false", str: "a string"}
+    ok = (
+        isinstance(value, bool)
+        if kind is bool
+        else isinstance(value, kind if kind is not float else (int, float)) and not isinstance(value, bool)
+    )
+    if not ok:
+        raise ConfigError(f"{key} must be {names[kind]}, got {value!r}")
+    if low is not None and value < low:
+        raise ConfigError(f"{key} must be at least {low:g}, got {value!r}")
+    if high is not None and value > high:
+        raise ConfigError(f"{key} must be at most {high:g}, got {value!r}")
 
 
 @dataclass
@@ -641,8 +678,11 @@ def load_config(path: str | os.PathLike[str]) -> TrainConfig:
 def train(cfg: TrainConfig, progress: Progress | None = None, resume: bool = False) -> TrainResult:
     """Train as ``cfg`` says and write the checkpoint (``geoseg train``)."""
     from geoseg.io import check_writable
+    from geoseg.model import canonical_arch, check_encoder
 
     check_writable(cfg.out)
+    canonical_arch(cfg.arch)  # a typo is said before the data is read (seconds) and warned about
+    check_encoder(cfg.encoder)
     data = (
         load_synthetic(cfg.synthetic) if cfg.synthetic is not None else load_labelset(str(cfg.dataset), cfg)
     )

@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 import yaml
 
 from geoseg.errors import CatalogError, ConfigError, MissingFileError
+from geoseg.grid import MAX_TILE
 
 STATE_FILE = ".geoseg-run.json"
 WORK_DIR = ".geoseg-run"
@@ -146,7 +147,7 @@ SPECS: dict[str, dict[str, Param]] = {
         "split": Param("str", "validation", help="the split of a label set to map"),
         "dates": Param("dates", None, help="the dates of a time series to map [default: all]"),
         "bands": Param("strs", None),
-        "tile_size": Param("int", 512, minimum=16),
+        "tile_size": Param("int", 512, minimum=16, maximum=MAX_TILE),
         "overlap": Param("int", 64, minimum=0),
         "batch_size": Param(
             "int", None, minimum=1, help="tiles per batch; default: sized to tile and device"

@@ -38,6 +38,12 @@ def test_version_and_help_for_every_command() -> None:
         ),
         (["model", "info", "nope.safetensors"], "nope.safetensors: no such model file"),
         (["demo", "--size", "10", "--out", "d"], "--size must be in 64..65536 pixels, got 10"),
+        # click's own usage errors too: one line, not usage + hint + error
+        (
+            ["vectorize", "m.tif", "--connectivity", "6"],
+            "'6' is not one of '4', '8' (see `geoseg vectorize --help`)",
+        ),
+        (["predcit", "x.tif"], "No such command 'predcit' (see `geoseg --help`)"),
         (["demo", "--size", "100000000", "--out", "d"], "--size must be in 64..65536 pixels, got 100000000"),
     ],
 )

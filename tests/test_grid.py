@@ -28,8 +28,9 @@ def test_tile_cores_cover_grid_exactly_once(height: int, width: int, size: int, 
         assert t.core.height > 0 and t.core.width > 0
         assert Window(0, 0, height, width).contains(t.core)  # cores stay inside the grid
         assert t.read.contains(t.core)  # the read window holds the core
-        # every read window has the same shape so batches stack
-        assert t.read.shape == (size + 2 * overlap, size + 2 * overlap)
+        # every read window has the same shape so batches stack: a tile plus its halo,
+        # or along an axis shorter than a tile, the whole axis plus its halo
+        assert t.read.shape == (min(size, height) + 2 * overlap, min(size, width) + 2 * overlap)
         # at least `overlap` pixels of halo on each side of the core
         assert t.core.row_off - t.read.row_off >= overlap
         assert t.core.col_off - t.read.col_off >= overlap
@@ -88,6 +89,10 @@ def test_tile_larger_than_raster_is_one_tile() -> None:
     assert len(tiles) == 1
     assert tiles[0].core == Window(0, 0, 5, 3)
     assert tiles[0].core_in_read == Window(16, 16, 5, 3)
+    # read once with its halo, not padded out to a whole tile
+    assert tiles[0].read == Window(-16, -16, 5 + 32, 3 + 32)
+    strip = list(iter_tiles((50, 1200), 512, 64))  # a strip: short in rows only
+    assert {t.read.shape for t in strip} == {(50 + 128, 640)} and len(strip) == 3
 
 
 def test_bad_tiling_arguments() -> None:

@@ -21,7 +21,7 @@ from affine import Affine
 from click.testing import CliRunner
 
 from geoseg.cli import main
-from geoseg.errors import ModelError, OutputError, SchedulerError
+from geoseg.errors import GeosegError, ModelError, OutputError, SchedulerError
 from geoseg.grid import Grid, Window
 from geoseg.io import open_raster, validate_cog
 from geoseg.model import init_checkpoint, load_checkpoint, make_spec, read_spec, save_checkpoint
@@ -329,6 +329,8 @@ def test_predict_bad_inputs(tmp_path: Path, scene: Path, tiny_model: Path) -> No
         predict([scene], tiny_model, scene)
     with pytest.raises(OutputError, match="does not exist"):
         predict([scene], tiny_model, tmp_path / "no" / "o.tif")
+    with pytest.raises(GeosegError, match=r"--tile-size must be in 16\.\.4096, got 5000"):
+        predict([scene], tiny_model, tmp_path / "o.tif", tile_size=5000)
     with pytest.raises(OutputError, match="both --out and --probabilities"):
         predict([scene], tiny_model, tmp_path / "o.tif", probabilities=tmp_path / "." / "o.tif")
     if Path("/proc").is_dir():  # writable to root by access(), yet it takes no new file

@@ -400,3 +400,28 @@ def test_training_device_is_resolved_before_the_first_step(tmp_path: Path, amazo
     with pytest.raises(ModelError, match="no CUDA GPU"):
         Trainer(_cfg(tmp_path, out=str(tmp_path / "gpu.safetensors"), epochs=1, device="cuda"), amazon).fit()
     assert not (tmp_path / "gpu.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    ("setting", "expect"),
+    [
+        ({"epochs": 0}, "epochs must be at least 1, got 0"),
+        ({"lr": "fast"}, "lr must be a number, got 'fast'"),
+        ({"batch_size": 2.5}, "batch_size must be a whole number, got 2.5"),
+        ({"flips": "yes"}, "flips must be true or false, got 'yes'"),
+        ({"scale": 2}, "scale must be at most 0.9, got 2"),
+        ({"encoder": None}, "encoder must be given a value"),
+    ],
+)
+def test_training_settings_are_checked_with_the_file_named(
+    tmp_path: Path, setting: dict, expect: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"^cfg.yaml: {expect}$"):
+        TrainConfig.from_dict({"out": "m.safetensors", "dataset": "amazon-s2-rgb", **setting}, "cfg.yaml")
+
+
+def test_unknown_encoder_is_said_before_the_data_is_read(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="unknown encoder 'resnet19'"):
+        train(TrainConfig.from_dict({"out": str(tmp_path / "m.safetensors"), "dataset": "no-such-labelset",
+                                     "encoder": "resnet19"}))  # fmt: skip
+    assert list(tmp_path.iterdir()) == []

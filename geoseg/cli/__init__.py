@@ -59,6 +59,14 @@ class LazyGroup(click.Group):
                 raise
             click.echo(f"geoseg: error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            # a mistyped option or value: the same one line as any bad input (click would
+            # print the usage, a hint and the error on four lines)
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            where = exc.ctx.command_path if exc.ctx is not None else "geoseg"
+            click.echo(f"geoseg: error: {exc.format_message().rstrip('.')} (see `{where} --help`)", err=True)
+            sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("geoseg: interrupted", err=True)
             sys.exit(130)

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from geoseg.cli._options import block_options
+from geoseg.cli._products import echo_products
 from geoseg.cli._progress import progress_bar
 
 
@@ -72,13 +73,7 @@ def command(
             scheduler=scheduler,
             progress=bar,
         )
-    click.echo(result.summary())
-    click.echo("")
-    click.echo("products:")
-    if result.out is not None:
-        layers = ", ".join(f"{k} ({v:,})" for k, v in result.layers.items())
-        click.echo(f"  {result.out}: {layers}")
-    if result.raster is not None:
-        click.echo(f"  {result.raster}: change raster")
-    if result.report is not None:
-        click.echo(f"  {result.report / 'index.html'}: report")
+    report = result.report / "index.html" if result.report is not None else None
+    echo_products(
+        result.summary(), result.out, result.layers, [(result.raster, "change raster"), (report, "report")]
+    )

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from geoseg.cli._options import block_options
+from geoseg.cli._products import echo_products
 from geoseg.cli._progress import progress_bar
 
 
@@ -176,15 +177,10 @@ def command(
     finally:
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)
-    click.echo(result.summary())
-    click.echo("")
-    click.echo("products:")
-    if result.out is not None:
-        layers = ", ".join(f"{k} ({v:,})" for k, v in result.layers.items())
-        click.echo(f"  {result.out}: {layers}")
-    if result.loss_year is not None:
-        click.echo(f"  {result.loss_year}: first loss year raster")
-    if classified is not None:
-        click.echo(f"  {classified}: classified maps")
-    if result.report is not None:
-        click.echo(f"  {result.report / 'index.html'}: report")
+    report = result.report / "index.html" if result.report is not None else None
+    files = [
+        (result.loss_year, "first loss year raster"),
+        (classified, "classified maps"),
+        (report, "report"),
+    ]
+    echo_products(result.summary(), result.out, result.layers, files)
