@@ -216,6 +216,31 @@ class Predictor:
         return self.spec.class_ids[np.argmax(scores, axis=axis)]
 
 
+def module_logits(
+    module: Any, pixels: np.ndarray, valid: np.ndarray, spec: ModelSpec, tta: bool = False
+) -> np.ndarray:
+    """One image through a torch module the way ``Predictor`` feeds a tile: normalised by
+    ``spec`` (invalid pixels at the mean), padded to the stride, resampled by ``spec.zoom``
+    and, with ``tta``, averaged over the 8 views -> ``(classes, h, w)`` float32 logits.
+
+    Runs where the module's weights are (a GPU during training, else the CPU): the
+    validation of a training run and a self-training teacher score images with it.
+    """
+    import torch
+
+    padded, h, w = pad_to_stride(normalise(pixels, valid, spec)[None])
+    module.eval()
+    device = next(module.parameters()).device
+
+    def run(a: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return module(torch.from_numpy(a).to(device)).float().cpu().numpy()
+
+    forward = zoomed(run, spec.zoom)
+    logits = dihedral_mean(forward, padded) if tta else forward(padded)
+    return logits[0, :, :h, :w]
+
+
 def _linear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Source indices and weights of linear resampling from ``n_in`` to ``n_out`` samples.
 

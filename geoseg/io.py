@@ -344,14 +344,24 @@ def check_parent_writable(p: Path) -> None:
         raise OutputError(f"folder {parent} does not exist; create it first", p)
     if not os.access(parent, os.W_OK):
         raise OutputError(f"folder {parent} is not writable", p)
-    # access() says yes to root everywhere, and to folders like /proc that refuse new
-    # files: creating one is the only sure test
+    why = why_no_new_files(parent)
+    if why is not None:
+        raise OutputError(f"folder {parent} does not take new files ({why})", p)
+
+
+def why_no_new_files(folder: Path) -> str | None:
+    """None when a file can be created in ``folder`` (one is made and removed), else why not.
+
+    access() says yes to root everywhere, and to folders like /proc that refuse new
+    files: creating one is the only sure test.
+    """
     try:
-        fd, probe = tempfile.mkstemp(prefix=".geoseg-probe-", dir=parent)
+        fd, probe = tempfile.mkstemp(prefix=".geoseg-probe-", dir=folder)
     except OSError as exc:
-        raise OutputError(f"folder {parent} does not take new files ({exc.strerror or exc})", p) from exc
+        return exc.strerror or str(exc)
     os.close(fd)
     os.unlink(probe)
+    return None
 
 
 def check_writable(path: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]] = ()) -> Path:

@@ -57,29 +57,15 @@ def _digest(path: Path) -> str:
 
 
 def teacher_labels(
-    module: Any, mean: list[float], std: list[float], image: np.ndarray, valid: np.ndarray, confidence: float,
-    tta: bool, zoom: float = 1.0,
-) -> np.ndarray:  # fmt: skip
+    teacher: Any, image: np.ndarray, valid: np.ndarray, confidence: float, tta: bool
+) -> np.ndarray:
     """Class indices where the teacher's probability reaches ``confidence``, 255 elsewhere.
 
-    ``zoom``: the teacher's (``ModelSpec.zoom``), so it labels as it predicts.
+    ``teacher``: a loaded checkpoint; it labels at its own zoom, as it predicts.
     """
-    import torch
+    from geoseg.inference import module_logits, softmax
 
-    from geoseg.inference import dihedral_mean, pad_to_stride, softmax, zoomed
-
-    x = (image - np.asarray(mean, np.float32)[:, None, None]) / np.asarray(std, np.float32)[:, None, None]
-    x[:, ~valid] = 0
-    padded, h, w = pad_to_stride(x[None].astype(np.float32))
-    module.eval()
-
-    def run(a: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return module(torch.from_numpy(a)).float().numpy()
-
-    forward = zoomed(run, zoom)
-    logits = dihedral_mean(forward, padded) if tta else forward(padded)
-    prob = softmax(logits[:, :, :h, :w])[0]
+    prob = softmax(module_logits(teacher.module, image, valid, teacher.spec, tta), axis=0)
     labels = prob.argmax(0).astype(np.uint8)
     labels[(prob.max(0) < confidence) | ~valid] = IGNORE
     return labels
@@ -120,8 +106,7 @@ def pseudo_samples(
             )
         pixels, valid = src.read()
         image = pixels.astype(np.float32)
-        labels = teacher_labels(teacher.module, list(teacher.spec.mean), list(teacher.spec.std), image, valid,
-                                cfg.confidence, cfg.tta, teacher.spec.zoom)  # fmt: skip
+        labels = teacher_labels(teacher, image, valid, cfg.confidence, cfg.tta)
         kept += int((labels != IGNORE).sum())
         total += int(valid.sum())
         samples.append(Sample(image, valid, labels, f"pseudo:{path.name}"))

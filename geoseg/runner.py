@@ -31,7 +31,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -80,12 +79,11 @@ def check_out_dir(out: Path) -> None:
         probe = probe.parent
     if not probe.is_dir():
         raise OutputError(f"cannot be created: {probe} is a file, not a folder", out)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".geoseg-probe-", dir=probe)
-    except OSError as exc:
-        raise OutputError(f"cannot be written: no write access to {probe} ({exc.strerror})", out) from None
-    os.close(fd)
-    os.unlink(tmp)
+    from geoseg.io import why_no_new_files
+
+    why = why_no_new_files(probe)
+    if why is not None:
+        raise OutputError(f"cannot be written: no write access to {probe} ({why})", out)
 
 
 @dataclass

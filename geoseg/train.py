@@ -578,26 +578,9 @@ class Trainer:
         return TrainResult(out, final, history, provenance)
 
     def _predict(self, model: Any, spec: Any, s: Sample, tta: bool = False) -> np.ndarray:
-        import torch
+        from geoseg.inference import module_logits
 
-        from geoseg.inference import dihedral_mean, pad_to_stride, zoomed
-
-        x = (s.image - np.asarray(spec.mean, np.float32)[:, None, None]) / np.asarray(spec.std, np.float32)[
-            :, None, None
-        ]
-        x[:, ~s.valid] = 0
-        padded, h, w = pad_to_stride(x[None].astype(np.float32))
-        model.eval()
-
-        device = next(model.parameters()).device  # where training left it (a GPU, or the CPU)
-
-        def run(a: np.ndarray) -> np.ndarray:
-            with torch.inference_mode():
-                return model(torch.from_numpy(a).to(device)).cpu().numpy()
-
-        forward = zoomed(run, spec.zoom)  # as predict feeds it
-        logits = dihedral_mean(forward, padded) if tta else forward(padded)
-        pred = logits[0, :, :h, :w].argmax(0).astype(np.uint8)
+        pred = module_logits(model, s.image, s.valid, spec, tta).argmax(0).astype(np.uint8)
         pred[~s.valid] = IGNORE
         return pred
 
