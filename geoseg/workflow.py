@@ -353,16 +353,12 @@ def _value(value: Any, p: Param, where: str, key: str, path: Path) -> Any:
         elif not all(isinstance(v, str) and v.strip() for v in items):
             raise bad("a string or a list of strings")
         if t == "dates":
-            from geoseg.change import parse_date
-
             for v in items:
-                parse_date(v)
+                _date(v, where, key, path)
         value = items
     elif t == "date":
-        from geoseg.change import parse_date
-
         value = str(value)
-        parse_date(value)
+        _date(value, where, key, path)
     elif t == "mapping":
         if not isinstance(value, dict):
             raise bad("a mapping of keys")
@@ -391,6 +387,16 @@ def _value(value: Any, p: Param, where: str, key: str, path: Path) -> Any:
     if p.maximum is not None and isinstance(value, (int, float)) and value > p.maximum:
         raise ConfigError(f"{where}: {key} must be at most {p.maximum:g}, got {value!r}", path)
     return value
+
+
+def _date(text: str, where: str, key: str, path: Path) -> None:
+    """A date parameter parses (said with the file, the step and the key when it does not)."""
+    from geoseg.change import parse_date
+
+    try:
+        parse_date(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {key}: {exc}", path) from None
 
 
 def read_workflow_file(path: PathLike) -> dict[str, Any]:
@@ -754,6 +760,16 @@ class _Planner:
             )
         return items
 
+    def _no_imagery(self, step: Step, key: str, where: str) -> None:
+        """Refuse an earlier step's imagery where a class map is wanted (before any work)."""
+        for r in step.refs[key]:
+            if r.step is not None and OUTPUT_KINDS.get((self.steps[r.step].kind, r.output or "")) == "image":
+                raise ConfigError(
+                    f"{where}: {key}: {r.text!r} is imagery, not a class map; predict it first, or refer "
+                    f"to its truth ({r.step}.truth)",
+                    self.path,
+                )
+
     def _plan_synthetic(self, step: Step, where: str) -> Step:
         d = step.params.get("date")
         return _with(step, outputs={
@@ -823,12 +839,14 @@ class _Planner:
 
     def _plan_vectorize(self, step: Step, where: str) -> Step:
         self._one_raster(step, "map", where)
+        self._no_imagery(step, "map", where)
         layer = step.params["layer"] or step.name
         return _with(step, layers={layer: layer})
 
     def _plan_change(self, step: Step, where: str) -> Step:
-        self._one_raster(step, "before", where)
-        self._one_raster(step, "after", where)
+        for key in ("before", "after"):
+            self._one_raster(step, key, where)
+            self._no_imagery(step, key, where)
         prefix = step.params["layer_prefix"]
         names = list(CHANGE_LAYERS) + (
             ["landcover_before", "landcover_after"] if step.params["landcover"] else []
@@ -839,6 +857,8 @@ class _Planner:
         return _with(step, outputs=outs, layers={n: prefix + n for n in names})
 
     def _plan_track(self, step: Step, where: str) -> Step:
+        if step.params["classify"] is None:  # with classify, the maps are imagery
+            self._no_imagery(step, "maps", where)
         items = tuple(i for r in step.refs["maps"] for i in r.items)
         dates = step.params["dates"] or [i.date for i in items]
         if any(d is None for d in dates):

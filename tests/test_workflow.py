@@ -262,11 +262,33 @@ def test_bad_references_and_values(tmp_path: Path, change: dict, expect: str) ->
     assert listing(tmp_path) == ["bad.yaml"]
 
 
+def test_imagery_where_a_class_map_is_wanted_is_refused_before_work(tmp_path: Path) -> None:
+    doc = json.loads(json.dumps(SMALL))
+    doc["steps"][2]["map"] = "region"  # the vectorize step, given the synthetic imagery
+    wf_file = write_workflow(tmp_path / "img.yaml", doc)
+    p = cli("run", str(wf_file), "--out-dir", str(tmp_path / "out"), cwd=tmp_path)
+    one_line_error(p, "step 'polygons' (vectorize): map: 'region' is imagery, not a class map")
+    assert listing(tmp_path) == ["img.yaml"]
+    doc = json.loads(json.dumps(TRUTHS))
+    doc["steps"][3]["after"] = "after"  # change: imagery as the later map
+    with pytest.raises(ConfigError, match="after: 'after' is imagery"):
+        load_workflow(write_workflow(tmp_path / "c.yaml", doc), tmp_path / "out")
+    doc = json.loads(json.dumps(TRUTHS))
+    doc["steps"][4]["maps"] = ["before", "after.truth"]  # track without classify: class maps only
+    with pytest.raises(ConfigError, match="maps: 'before' is imagery"):
+        load_workflow(write_workflow(tmp_path / "t.yaml", doc), tmp_path / "out")
+
+
 def test_synthetic_size_is_bounded(tmp_path: Path) -> None:
     doc = json.loads(json.dumps(SMALL))
     doc["steps"][0]["size"] = 70_000
     with pytest.raises(
         ConfigError, match="step 'region' \\(synthetic\\): size must be at most 65536, got 70000"
+    ):
+        load_workflow(write_workflow(tmp_path / "big.yaml", doc), tmp_path / "out")
+    doc["steps"][0].update(size=256, date="notadate")
+    with pytest.raises(
+        ConfigError, match=r"big.yaml: step 'region' \(synthetic\): date: date 'notadate' is not"
     ):
         load_workflow(write_workflow(tmp_path / "big.yaml", doc), tmp_path / "out")
     assert listing(tmp_path) == ["big.yaml"]
