@@ -22,7 +22,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -461,7 +461,10 @@ def predict(
         tile_size, overlap, batch_size, device, backend, threads, tta, spec.zoom if zoom is None else zoom
     )
     own_client = client is None
-    local = own_client and not scheduler
+    # --workers 0: no Dask; this process reads and predicts the tiles itself (a debugger,
+    # a one-core machine, a small scene without the cluster's start-up)
+    in_process = own_client and not scheduler and workers == 0
+    local = own_client and not scheduler and not in_process
     # Forked local workers start in ~0.1 s, from this thread (which does the GDAL work,
     # so no other thread is inside GDAL at the fork); a bad input then closes them again
     # (~0.02 s). Spawned ones take ~0.6 s: they start in a thread, beside the checks and
@@ -484,7 +487,7 @@ def predict(
     try:
         return _plan_and_run(
             images, model_path, spec, bands, out, probabilities, opts, scheduler, workers, client,
-            own_client, starting, resume, progress, tags or {}, t0,
+            own_client, starting, in_process, resume, progress, tags or {}, t0,
         )  # fmt: skip
     finally:
         if starting is not None:
@@ -505,6 +508,7 @@ def _plan_and_run(
     client: Any,
     own_client: bool,
     starting: _ClusterStart | None,
+    in_process: bool,
     resume: bool,
     progress: Progress | None,
     extra_tags: dict[str, str],
@@ -529,7 +533,7 @@ def _plan_and_run(
             raise OutputError(
                 "is both --out and --probabilities; give the probabilities another path", out_path
             )
-        if client is None and starting is None:
+        if client is None and starting is None and not in_process:
             client = connect(scheduler, workers, opts.threads)
         if own_client and not scheduler:
             dev, be, n = opts.resolve()
@@ -583,22 +587,27 @@ def _plan_and_run(
                 writer.write(by_key[key], classes, probs)
             if starting is not None:
                 client = starting.client()
+            task_args = (str(model_path), dev, be, opts.threads, prob_path is not None, opts.tta, opts.zoom)
             try:
                 # one lane per worker thread: each walks down its own strip of batches
-                batches = batch_tiles(todo, n, max(1, sum(client.nthreads().values())))
-                skipped, predicted = _run(
-                    client, source, batches,
-                    (str(model_path), dev, be, opts.threads, prob_path is not None, opts.tta, opts.zoom),
-                    token, store, writer, by_key, len(done), len(tiles), progress,
-                )  # fmt: skip
+                lanes = max(1, sum(client.nthreads().values())) if client is not None else 1
+                batches = batch_tiles(todo, n, lanes)
+                results = (
+                    _on_cluster(client, source, batches, task_args, token)
+                    if client is not None
+                    else _here(source, batches, task_args)
+                )
+                skipped, predicted = _collect(results, store, writer, by_key, len(done), len(tiles), progress)
             except GeosegError:
                 raise  # e.g. an OutputError (an OSError too) when the COG cannot be written
             except OSError as exc:
+                if client is None:
+                    raise
                 raise SchedulerError(f"lost the Dask cluster during prediction ({exc})") from exc
             # The cluster's shutdown (0.1-0.16 s, mostly waiting for the workers to exit)
             # runs beside the COG copy instead of before it: 0.45 -> 0.37 s for both at 4096^2.
             with ThreadPoolExecutor(1, thread_name_prefix="geoseg-close") as pool:
-                closing = pool.submit(close_client, client) if own_client else None
+                closing = pool.submit(close_client, client) if own_client and client is not None else None
                 closed = True
                 writer.finish()
                 if closing is not None:
@@ -623,23 +632,11 @@ def _plan_and_run(
     )
 
 
-def _run(
-    client: Any,
-    source: Any,
-    batches: Sequence[Sequence[Tile]],
-    task_args: tuple[Any, ...],
-    token: str,
-    store: TileStore,
-    writer: _Outputs,
-    by_key: dict[str, Tile],
-    finished: int,
-    total: int,
-    progress: Progress | None,
-) -> tuple[int, int]:
-    """Submit the batches, store and write each tile as it arrives -> ``(skipped, predicted)``.
-
-    ``task_args`` follow the tiles in ``predict_tiles``'s arguments.
-    """
+def _on_cluster(
+    client: Any, source: Any, batches: Sequence[Sequence[Tile]], task_args: tuple[Any, ...], token: str
+) -> Iterator[list[tuple[str, np.ndarray | None, np.ndarray | None]]]:
+    """Each batch's tiles as a worker finishes it (``task_args`` follow the tiles in
+    ``predict_tiles``'s arguments)."""
     from dask.base import tokenize
     from distributed import as_completed
 
@@ -654,10 +651,33 @@ def _run(
         )
         for batch in batches
     ]
+    for future in as_completed(futures):
+        yield future.result()
+        future.release()
+
+
+def _here(
+    source: Any, batches: Sequence[Sequence[Tile]], task_args: tuple[Any, ...]
+) -> Iterator[list[tuple[str, np.ndarray | None, np.ndarray | None]]]:
+    """``--workers 0``: the batches predicted in this process, one after another."""
+    for batch in batches:
+        yield predict_tiles(source, batch, *task_args)
+
+
+def _collect(
+    results: Iterator[list[tuple[str, np.ndarray | None, np.ndarray | None]]],
+    store: TileStore,
+    writer: _Outputs,
+    by_key: dict[str, Tile],
+    finished: int,
+    total: int,
+    progress: Progress | None,
+) -> tuple[int, int]:
+    """Store and write each tile as its batch arrives -> ``(skipped, predicted)``."""
     skipped = predicted = pixels = 0
     t_start = time.perf_counter()
-    for future in as_completed(futures):
-        for key, classes, probs in future.result():
+    for tiles in results:
+        for key, classes, probs in tiles:
             store.put(key, classes, probs)
             writer.write(by_key[key], classes, probs)
             finished += 1
@@ -666,7 +686,6 @@ def _run(
             else:
                 predicted += 1
                 pixels += classes.size
-        future.release()
         rate = pixels / 1e6 / max(time.perf_counter() - t_start, 1e-9)
         report(progress, finished, total, f"{rate:.2f} MP/s")
     return skipped, predicted

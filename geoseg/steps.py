@@ -146,8 +146,10 @@ def _predict(ctx: Context) -> Outcome:
     items = ctx.inputs["images"]
     outs = ctx.step.outputs["map"]
     groups = [items] if len(outs) == 1 else [[i for i in items if i.key == o.key] for o in outs]
-    # one cluster for all of the step's maps; forked when safe (no other thread runs GDAL here)
-    client = connect(ctx.scheduler, ctx.workers, p["threads"])
+    # one cluster for all of the step's maps; forked when safe (no other thread runs GDAL
+    # here); none with workers 0: this process predicts them, one after another
+    here = ctx.workers == 0 and not ctx.scheduler
+    client = None if here else connect(ctx.scheduler, ctx.workers, p["threads"])
     bar = MapsProgress(ctx.progress, len(outs))
 
     def one(k: int) -> dict[str, Any]:
@@ -155,7 +157,7 @@ def _predict(ctx: Context) -> Outcome:
         r = predict(
             [_readable(i) for i in groups[k]], model, ctx.staged(out.path),
             tile_size=p["tile_size"], overlap=p["overlap"], batch_size=p["batch_size"], device=p["device"],
-            backend=p["backend"], threads=p["threads"], client=client, bands=p["bands"],
+            backend=p["backend"], threads=p["threads"], client=client, workers=0 if here else None, bands=p["bands"],
             progress=bar.part(k), tags=_tags(ctx), tta=p["tta"], zoom=p["zoom"],
         )  # fmt: skip
         return {"map": out.key or ctx.step.name, "tiles": r.tiles, "seconds": round(r.seconds, 2),
@@ -165,11 +167,12 @@ def _predict(ctx: Context) -> Outcome:
         # Maps smaller than a batch per worker (a label set's 512^2 tiles) would leave all
         # but one worker idle one after another: as many maps at a time as the cluster has
         # worker threads share it (15 Amazon tiles on 2 workers: 8.2 -> 4.5 s).
-        lanes = max(1, min(len(outs), sum(client.nthreads().values())))
+        lanes = max(1, min(len(outs), sum(client.nthreads().values()))) if client is not None else 1
         with ThreadPoolExecutor(lanes, thread_name_prefix="geoseg-map") as pool:
             results = list(pool.map(one, range(len(outs))))
     finally:
-        close_client(client)  # a remote scheduler's client owns no cluster
+        if client is not None:
+            close_client(client)  # a remote scheduler's client owns no cluster
     return Outcome(summary={"maps": results})
 
 

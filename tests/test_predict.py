@@ -115,6 +115,26 @@ def test_deterministic_whatever_workers_and_batches(
     assert out.read_bytes() == reference.read_bytes()
 
 
+def test_workers_0_predicts_in_this_process_with_the_same_bytes(
+    tmp_path: Path, reference: Path, scene: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import distributed
+
+    from geoseg import pipeline
+
+    monkeypatch.setattr(pipeline, "_PREDICTORS", {})  # this test's model, dropped after it
+    seen: list[tuple[int, int]] = []
+    out = tmp_path / "here.tif"
+    res = predict([scene], tiny_model, out, tile_size=256, overlap=32, workers=0, backend="torch",
+                  progress=lambda done, total, postfix="": seen.append((done, total)))  # fmt: skip
+    assert out.read_bytes() == reference.read_bytes()
+    assert res.tiles_predicted == 11 and res.tiles_skipped == 1 and seen[-1] == (12, 12)
+    # the model ran here, and no Dask client was made
+    assert [k[0] for k in pipeline._PREDICTORS] == [str(tiny_model.resolve())]
+    with pytest.raises(ValueError):
+        distributed.get_client()
+
+
 def test_forked_workers_give_the_spawned_ones_bytes(
     tmp_path: Path, reference: Path, scene: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -471,3 +471,16 @@ def test_label_set_maps_are_predicted_side_by_side(shared_data: Path, tmp_path: 
                         overlap=32, workers=1)  # fmt: skip
         with rasterio.open(m) as a, rasterio.open(alone.out) as b:
             assert a.transform == b.transform and (a.read(1) == b.read(1)).all()
+
+
+def test_predict_step_without_dask_maps_the_same(tmp_path: Path) -> None:
+    """``workers: 0``: the step predicts in this process, with the cluster's class map."""
+    doc = json.loads(json.dumps(SMALL))
+    doc["steps"] = doc["steps"][:2]
+    maps = {}
+    for workers in (0, 1):
+        wf = load_workflow(write_workflow(tmp_path / f"w{workers}.yaml", doc), tmp_path / f"out{workers}")
+        run_workflow(wf, workers=workers)
+        with rasterio.open(tmp_path / f"out{workers}" / "landcover.tif") as ds:
+            maps[workers] = ds.read(1)
+    assert (maps[0] == maps[1]).all() and len(set(maps[0].ravel().tolist())) > 1

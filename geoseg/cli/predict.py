@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from geoseg.cli._options import dask_options
+from geoseg.cli._options import WORKERS_OR_NONE_HELP, dask_options
 from geoseg.cli._progress import progress_bar
 
 
@@ -26,7 +26,7 @@ from geoseg.cli._progress import progress_bar
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--backend", default="auto", show_default=True, type=click.Choice(["auto", "torch", "onnx"]))
-@dask_options()
+@dask_options(WORKERS_OR_NONE_HELP)
 @click.option("--threads", default=1, show_default=True, help="Model threads per worker.")
 @click.option(
     "--probabilities",
