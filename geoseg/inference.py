@@ -334,14 +334,15 @@ def softmax(logits: np.ndarray, axis: int = 1) -> np.ndarray:
     return z.astype(np.float32, copy=False)
 
 
+def cache_dir() -> Path:
+    """geoseg's cache folder: ``$GEOSEG_CACHE``, else ``$XDG_CACHE_HOME/geoseg`` (``~/.cache/geoseg``)."""
+    xdg = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return Path(os.environ.get("GEOSEG_CACHE", xdg / "geoseg"))
+
+
 def onnx_cache_path(model: LoadedModel) -> Path:
     """Where the ONNX export of a checkpoint is cached (keyed by the checkpoint's hash)."""
-    base = Path(
-        os.environ.get(
-            "GEOSEG_CACHE", Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "geoseg"
-        )
-    )
-    return base / "onnx" / f"{model.sha256[:20]}.onnx"
+    return cache_dir() / "onnx" / f"{model.sha256[:20]}.onnx"
 
 
 def export_onnx(model: LoadedModel, out: str | os.PathLike[str], opset: int = 17) -> Path:

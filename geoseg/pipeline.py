@@ -122,7 +122,8 @@ class PredictResult:
     def summary(self) -> str:
         mp = self.megapixels
         return (
-            f"{self.out}: {self.grid.width} x {self.grid.height} px ({mp:.1f} MP), {self.tiles} tiles "
+            f"{self.out}: {self.grid.width} x {self.grid.height} px ({mp:.1f} MP), "
+            f"{self.tiles} tile{'' if self.tiles == 1 else 's'} "
             f"({self.tiles_predicted} predicted, {self.tiles_skipped} all-nodata skipped, "
             f"{self.tiles_resumed} resumed) in {self.seconds:.1f} s, {mp / max(self.seconds, 1e-9):.2f} MP/s"
         )
@@ -452,9 +453,7 @@ def predict(
     from geoseg.model import file_sha256, read_spec, resolve_model_path
 
     t0 = time.perf_counter()
-    for image in images:  # the inputs first: they are what a user most often mistypes
-        if not Path(image).exists() and not str(image).startswith("/vsi"):
-            raise MissingFileError("no such file; check the path", image)
+    images = [_image_path(i) for i in images]  # the inputs first: what a user most often mistypes
     model_path = resolve_model_path(model).resolve()
     spec = read_spec(model_path)
     opts = PredictOptions(
@@ -746,6 +745,18 @@ def _ensure_onnx_export(model_path: Path) -> None:
     with _EXPORTING:
         if not cached.exists():  # loading the torch model only when there is something to export
             export_onnx(load_checkpoint(model_path), cached)
+
+
+def _image_path(image: str | os.PathLike[str]) -> str | os.PathLike[str]:
+    """An input as given when it is a file (or a GDAL /vsi path), else the catalog scene it names."""
+    if Path(image).exists() or str(image).startswith("/vsi"):
+        return image
+    from geoseg.stack import catalog_image
+
+    found = catalog_image(str(image)) if "/" not in str(image) and not Path(image).suffix else None
+    if found is None:
+        raise MissingFileError("no such file or catalog scene; check the path (`geoseg data list`)", image)
+    return found
 
 
 def _default_bands(images: Sequence[Any], spec: Any) -> list[str] | None:

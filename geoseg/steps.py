@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from xml.sax.saxutils import escape
 
 import numpy as np
 
@@ -85,50 +84,10 @@ def _synthetic(ctx: Context) -> Outcome:
 
 
 def stack_vrt(item: Item) -> Path:
-    """A VRT stacking ``item.sources`` (single-band files) into one multi-band image, with
-    the catalog's band names; rewritten only when it would differ.
+    """A VRT stacking ``item.sources`` into one image with the catalog's band names."""
+    from geoseg.stack import write_stack_vrt
 
-    geoseg reads a file with one data type and one nodata value, but stacked files may
-    differ in both (nc-landsat7: five float32 bands with nodata -99999 and an int16 band
-    with -32768). So every band gets the common data type and one nodata value, and each
-    source's own nodata becomes it (a ComplexSource's NODATA pixels are left at the
-    band's NoDataValue), so no band's nodata turns into data.
-    """
-    import numpy as np
-    import rasterio
-
-    metas = []
-    for src in item.sources:
-        with rasterio.open(src) as ds:
-            metas.append((ds.width, ds.height, ds.crs.to_wkt() if ds.crs else "", tuple(ds.transform)[:6],
-                          ds.dtypes[0], ds.nodata))  # fmt: skip
-    common = np.result_type(*[m[4] for m in metas]).name
-    candidates = [item.nodata] if item.nodata is not None else [m[5] for m in metas if m[5] is not None]
-    nodata = next((v for v in candidates if float(np.asarray(v).astype(common)) == float(v)), None)
-    gdal_type = {"uint8": "Byte", "int8": "Int8"}.get(common, common.capitalize())
-    bands = []
-    for k, (src, meta) in enumerate(zip(item.sources, metas, strict=True), start=1):
-        name = item.band_names[k - 1] if item.band_names and k <= len(item.band_names) else f"band{k}"
-        src_nodata = item.nodata if item.nodata is not None else meta[5]
-        nd = f"<NoDataValue>{nodata!r}</NoDataValue>" if nodata is not None else ""
-        snd = f"<NODATA>{src_nodata!r}</NODATA>" if src_nodata is not None and nodata is not None else ""
-        bands.append(
-            f'  <VRTRasterBand dataType="{gdal_type}" band="{k}"><Description>{escape(name)}</Description>{nd}'
-            f'<ComplexSource><SourceFilename relativeToVRT="0">{escape(str(src.absolute()))}</SourceFilename>'
-            f"<SourceBand>1</SourceBand>{snd}</ComplexSource></VRTRasterBand>"
-        )
-    w, h, wkt, t = metas[0][:4]
-    gt = f"{t[2]!r}, {t[0]!r}, {t[1]!r}, {t[5]!r}, {t[3]!r}, {t[4]!r}"
-    text = (
-        f'<VRTDataset rasterXSize="{w}" rasterYSize="{h}">\n  <SRS>{escape(wkt)}</SRS>\n'
-        f"  <GeoTransform>{gt}</GeoTransform>\n" + "\n".join(bands) + "\n</VRTDataset>\n"
-    )
-    item.path.parent.mkdir(parents=True, exist_ok=True)
-    if not item.path.exists() or item.path.read_text() != text:
-        tmp = item.path.with_name(f".{item.path.name}.partial")
-        tmp.write_text(text)
-        os.replace(tmp, item.path)
-    return item.path
+    return write_stack_vrt(item.path, item.sources, item.band_names, item.nodata)
 
 
 def _readable(item: Item) -> Path:

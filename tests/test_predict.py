@@ -619,3 +619,35 @@ def test_zoom_predicts_on_resampled_tiles_onto_the_input_grid(
     )
     assert r.exit_code == 2 and "--zoom must be in" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_catalog_scenes_are_images_by_name(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``geoseg predict nc-landsat7 ...``: a catalog scene of six single-band files is read
+    through a VRT that stacks them (in the cache), on the files' own grid; a time series
+    needs NAME@DATE."""
+    from geoseg.catalog import SceneEntry, load_catalog
+    from geoseg.io import open_raster
+
+    monkeypatch.setenv("GEOSEG_CACHE", str(tmp_path / "cache"))
+    entry = load_catalog().get("nc-landsat7", SceneEntry)
+    files = entry.raster_paths()
+    res = predict(["nc-landsat7"], "landcover-nc-landsat7", tmp_path / "nc.tif", workers=1, backend="torch")
+    (vrt,) = (tmp_path / "cache" / "inputs").glob("nc-landsat7-*.vrt")
+    stacked, by_hand = open_raster(vrt), open_raster(files, band_names=list(entry.bands or ()))
+    assert stacked.band_names == by_hand.band_names and stacked.count == len(files) == 6
+    a, va = stacked.read()
+    b, vb = by_hand.read()
+    assert (va == vb).all() and np.array_equal(a[:, va], b[:, vb])  # the same pixels where valid
+    with rasterio.open(res.out) as m, rasterio.open(files[0]) as first:
+        assert m.transform == first.transform and m.shape == first.shape
+        assert len(np.unique(m.read(1))) > 2  # a land-cover map, not one class
+    assert json.loads(rasterio.open(res.out).tags()["GEOSEG_INPUTS"]) == [str(vrt)]
+    with pytest.raises(GeosegError, match="'pucallpa-landsat' is a timeseries of the catalog, not one image"):
+        predict(["pucallpa-landsat"], "forest-s2-rgb", tmp_path / "p.tif")
+    with pytest.raises(GeosegError, match=r"expects 3 bands .* has 4 \(swir1, nir, red, green\)"):
+        predict(["pucallpa-landsat@1985"], "forest-s2-rgb", tmp_path / "p.tif")
+    with pytest.raises(GeosegError, match="nc-landsat8: no such file or catalog scene"):
+        predict(["nc-landsat8"], "forest-s2-rgb", tmp_path / "p.tif")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "nc.tif"]
