@@ -33,6 +33,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class _QuietTiffQuirk(logging.Filter):
+    """Drop libtiff's complaint about the Pucallpa composites' ExtraSamples tag.
+
+    The files declare 4 samples with a 1-sample photometric type; GDAL reads them
+    correctly after saying so, three times per open, which would bury the output in warnings.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Sum of Photometric type-related color channels" not in record.getMessage()
+
+
 class LazyGroup(click.Group):
     """A group whose subcommands are imported on first use."""
 
@@ -84,6 +95,8 @@ def main(ctx: click.Context, verbose: int, debug: bool) -> None:
     ctx.obj["verbose"] = verbose
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("rasterio._env", "rasterio._err"):
+        logging.getLogger(name).addFilter(_QuietTiffQuirk())
     # dask.distributed logs every worker start and stop at INFO; keep that for -vv. Its
     # logging is configured from dask's config when it is imported (later, lazily), in
     # this process and in the worker processes that inherit the environment.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,14 +10,6 @@ import click
 
 from geoseg.cli._options import dask_options
 from geoseg.cli._progress import progress_bar
-
-
-class _QuietTiffQuirk(logging.Filter):
-    """Drop libtiff's complaint about the Pucallpa composites' ExtraSamples tag (GDAL reads
-    the files right after saying so, twice per open; see ``geoseg track``)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Sum of Photometric type-related color channels" not in record.getMessage()
 
 
 @click.command("run")
@@ -52,7 +43,6 @@ def command(
     from geoseg.runner import StepEvent, run_workflow
     from geoseg.workflow import load_workflow
 
-    logging.getLogger("rasterio._env").addFilter(_QuietTiffQuirk())
     wf = load_workflow(workflow, out_dir)
     bars: dict[str, Any] = {}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,17 +16,6 @@ from geoseg.cli._progress import progress_bar
 def _split(values: tuple[str, ...]) -> list[str]:
     """Repeated options and comma-separated lists, flattened."""
     return [v.strip() for item in values for v in item.split(",") if v.strip()]
-
-
-class _QuietTiffQuirk(logging.Filter):
-    """Drop libtiff's complaint about the Pucallpa composites' ExtraSamples tag.
-
-    The files declare 4 samples with a 1-sample photometric type; GDAL reads them
-    correctly after saying so, twice per open, which would bury the output in warnings.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Sum of Photometric type-related color channels" not in record.getMessage()
 
 
 def _dates_from_names(maps: list[str]) -> list[str] | None:
@@ -103,7 +91,6 @@ def command(
     from geoseg.change import check_dates, check_outputs, check_persist, resolve_classes, track_loss
     from geoseg.errors import ConfigError
 
-    logging.getLogger("rasterio._env").addFilter(_QuietTiffQuirk())
     paths = list(maps)
     dates = _split(dates_opt)
     band_names = _split((bands,)) if bands else None
