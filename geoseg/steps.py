@@ -98,6 +98,7 @@ def _predict(ctx: Context) -> Outcome:
     from concurrent.futures import ThreadPoolExecutor
 
     from geoseg.cluster import close_client
+    from geoseg.mosaic import open_region
     from geoseg.pipeline import connect, predict
 
     p = ctx.step.params
@@ -109,20 +110,26 @@ def _predict(ctx: Context) -> Outcome:
     # here); none with workers 0: this process predicts them, one after another
     here = ctx.workers == 0 and not ctx.scheduler
     client = None if here else connect(ctx.scheduler, ctx.workers, p["threads"])
-    bar = MapsProgress(ctx.progress, len(outs))
-
-    def one(k: int) -> dict[str, Any]:
-        out = outs[k]
-        r = predict(
-            [_readable(i) for i in groups[k]], model, ctx.staged(out.path),
-            tile_size=p["tile_size"], overlap=p["overlap"], batch_size=p["batch_size"], device=p["device"],
-            backend=p["backend"], threads=p["threads"], client=client, workers=0 if here else None, bands=p["bands"],
-            progress=bar.part(k), tags=_tags(ctx), tta=p["tta"], zoom=p["zoom"],
-        )  # fmt: skip
-        return {"map": out.key or ctx.step.name, "tiles": r.tiles, "seconds": round(r.seconds, 2),
-                "megapixels": round(r.megapixels, 3)}  # fmt: skip
-
     try:
+        # every map's tile count up front (a file open each), so the count's total is right
+        # from the first tile on, whichever map finishes first
+        totals = [
+            len(open_region([_readable(i) for i in g]).grid.tiles(p["tile_size"], p["overlap"]))
+            for g in groups
+        ]
+        bar = MapsProgress(ctx.progress, totals)
+
+        def one(k: int) -> dict[str, Any]:
+            out = outs[k]
+            r = predict(
+                [_readable(i) for i in groups[k]], model, ctx.staged(out.path),
+                tile_size=p["tile_size"], overlap=p["overlap"], batch_size=p["batch_size"], device=p["device"],
+                backend=p["backend"], threads=p["threads"], client=client, workers=0 if here else None,
+                bands=p["bands"], progress=bar.part(k), tags=_tags(ctx), tta=p["tta"], zoom=p["zoom"],
+            )  # fmt: skip
+            return {"map": out.key or ctx.step.name, "tiles": r.tiles, "seconds": round(r.seconds, 2),
+                    "megapixels": round(r.megapixels, 3)}  # fmt: skip
+
         # Maps smaller than a batch per worker (a label set's 512^2 tiles) would leave all
         # but one worker idle one after another: as many maps at a time as the cluster has
         # worker threads share it (15 Amazon tiles on 2 workers: 8.2 -> 4.5 s).
@@ -136,14 +143,15 @@ def _predict(ctx: Context) -> Outcome:
 
 
 class MapsProgress:
-    """One progress callback over several maps predicted at once: tiles done of all maps."""
+    """One progress callback over several maps predicted at once: tiles done of all maps
+    (``totals``: each map's tile count)."""
 
-    def __init__(self, progress: Progress | None, maps: int) -> None:
+    def __init__(self, progress: Progress | None, totals: Sequence[int]) -> None:
         import threading
 
         self._progress = progress
-        self._done = [0] * maps
-        self._total = [0] * maps
+        self._done = [0] * len(totals)
+        self._total = list(totals)
         self._lock = threading.Lock()
 
     def part(self, k: int) -> Progress | None:

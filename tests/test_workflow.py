@@ -463,7 +463,9 @@ def test_label_set_maps_are_predicted_side_by_side(shared_data: Path, tmp_path: 
     maps = sorted((tmp_path / "out" / "forest").glob("*.tif"))
     assert len(maps) == 15
     # 15 tiles of 512^2 in 256-px tiles: 60 in all, counted once each, in one rising count
+    # whose total is known from the first tile on
     assert calls[-1] == (60, 60) and [d for d, _ in calls] == sorted(d for d, _ in calls)
+    assert {total for _, total in calls} == {60}
     images = {p.name.replace(".", "_").removesuffix("_tiff") + ".tif": p
               for p in (shared_data / "amazon-s2-rgb" / "validation" / "images").iterdir()}  # fmt: skip
     for m in maps[:3]:
