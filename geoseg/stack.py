@@ -85,6 +85,8 @@ def catalog_image(name: str) -> Path | None:
     entry = catalog.get(base)
     if isinstance(entry, TimeSeriesEntry) and date:
         entry = entry.scene(date)
+    elif date:
+        raise CatalogError(f"{base!r} is a {entry.kind} of the catalog, not a time series: it has no @{date}")
     if not isinstance(entry, SceneEntry):
         raise CatalogError(
             f"{base!r} is a {entry.kind} of the catalog, not one image; give a scene, NAME@DATE of a "

@@ -648,6 +648,8 @@ def test_catalog_scenes_are_images_by_name(
         predict(["pucallpa-landsat"], "forest-s2-rgb", tmp_path / "p.tif")
     with pytest.raises(GeosegError, match=r"expects 3 bands .* has 4 \(swir1, nir, red, green\)"):
         predict(["pucallpa-landsat@1985"], "forest-s2-rgb", tmp_path / "p.tif")
+    with pytest.raises(GeosegError, match="'nc-landsat7' is a scene of the catalog, not a time series"):
+        predict(["nc-landsat7@2020"], "forest-s2-rgb", tmp_path / "p.tif")
     with pytest.raises(GeosegError, match="nc-landsat8: no such file or catalog scene"):
         predict(["nc-landsat8"], "forest-s2-rgb", tmp_path / "p.tif")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "nc.tif"]
