@@ -21,6 +21,7 @@ scores them against their masks (``geoseg.train.evaluate``).
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -144,7 +145,7 @@ def run_demo(
     step (see :func:`geoseg.runner.run_workflow`).
     """
     from geoseg.runner import check_out_dir, run_workflow
-    from geoseg.workflow import load_workflow
+    from geoseg.workflow import STATE_FILE, load_workflow
 
     t0 = time.perf_counter()
     out = Path(out_dir).absolute()
@@ -168,12 +169,20 @@ def run_demo(
         scratch = Path(tmp) / "demo.yaml"
         scratch.write_text(text)
         load_workflow(scratch, out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     wf_path = out / ("demo_real.yaml" if real else "demo.yaml")
     if not wf_path.exists() or wf_path.read_text() != text:
         wf_path.write_text(text)
-    wf = load_workflow(wf_path, out)
-    run = run_workflow(wf, force=force, workers=workers, on_event=on_event, progress=progress)
+    try:
+        wf = load_workflow(wf_path, out)
+        run = run_workflow(wf, force=force, workers=workers, on_event=on_event, progress=progress)
+    except BaseException:
+        # a folder this call made, in which no step finished, holds only the demo's
+        # workflow file and the runner's lock: nothing to keep
+        if created and not (out / STATE_FILE).exists():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     res = DemoResult(out, seconds=time.perf_counter() - t0)
     res.products = {"workflow": wf_path, **run.products}
     acc_path = out / "report" / "accuracy.json"

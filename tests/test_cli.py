@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import rasterio
@@ -198,3 +199,27 @@ def test_progress_writes_plain_lines_when_stderr_is_not_a_terminal(
     with progress_bar("vectorize") as bar:  # no log_every: silent, as before
         bar(1, 2)
     assert capsys.readouterr().err == ""
+
+
+def test_demo_cut_off_before_any_step_finished_leaves_no_folder(tmp_path: Path) -> None:
+    """A demo stopped in its first step (here: interrupted as the step starts) removes the
+    folder it made; stopped later, the finished steps stay recorded for the rerun."""
+    from geoseg.demo import run_demo
+    from geoseg.workflow import STATE_FILE
+
+    class Stop(Exception):
+        pass
+
+    def stop_at(step: str) -> Any:
+        def on_event(ev: Any) -> None:
+            if ev.status == "start" and ev.step == step:
+                raise Stop(step)
+
+        return on_event
+
+    with pytest.raises(Stop):
+        run_demo(tmp_path / "first", size=128, workers=0, on_event=stop_at("scene_date1"))
+    assert not (tmp_path / "first").exists()
+    with pytest.raises(Stop):
+        run_demo(tmp_path / "later", size=128, workers=0, on_event=stop_at("scene_date2"))
+    assert (tmp_path / "later" / STATE_FILE).is_file() and (tmp_path / "later" / "scene_date1.tif").is_file()
