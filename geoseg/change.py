@@ -311,8 +311,8 @@ def detect_change(
     maps = align_maps(inputs, reference=reference)
     n = maps.n_classes
     enc = ChangeEncoding(n)
-    froms = resolve_classes(from_classes, maps.classes, "--from class", str(before))
-    tos = resolve_classes(to_classes, maps.classes, "--to class", str(before))
+    froms = resolve_classes(from_classes, maps.classes, "from class", str(before))
+    tos = resolve_classes(to_classes, maps.classes, "to class", str(before))
     chosen = [(i, j) for i in froms for j in tos if i != j]
     if not chosen:
         raise ConfigError(
