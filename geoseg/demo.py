@@ -155,10 +155,13 @@ def run_demo(
         _check_real_model(name)
         doc = real_workflow(name)
     else:
-        from geoseg.workflow import MAX_SYNTHETIC_SIZE
+        from geoseg.workflow import MAX_SYNTHETIC_SIZE, MIN_SYNTHETIC_SIZE
 
-        if not 64 <= size <= MAX_SYNTHETIC_SIZE:  # said as the option, not as the scratch file's step
-            raise ConfigError(f"--size must be in 64..{MAX_SYNTHETIC_SIZE} pixels, got {size}")
+        # the synthetic step's rule, said as the option rather than as the scratch file's step
+        if not MIN_SYNTHETIC_SIZE <= size <= MAX_SYNTHETIC_SIZE:
+            raise ConfigError(
+                f"--size must be in {MIN_SYNTHETIC_SIZE}..{MAX_SYNTHETIC_SIZE} pixels, got {size}"
+            )
         doc = demo_workflow(size, seed, str(model or DEMO_MODEL))
     text = (
         "# Written by `geoseg demo`; rerun it with `geoseg run` (steps already done are skipped).\n"

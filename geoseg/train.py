@@ -99,10 +99,8 @@ class TrainConfig:
             _check_setting(key, getattr(self, key), kind, low, high)
         if self.pseudo_labels is not None:
             PseudoLabelConfig.from_dict(self.pseudo_labels)
-        if not 0.0 <= self.ema < 1.0:
+        if not 0.0 <= self.ema < 1.0:  # an open upper bound, which the table does not express
             raise ConfigError(f"ema must be in [0, 1), got {self.ema}")
-        if self.colour < 0:
-            raise ConfigError(f"colour must be at least 0, got {self.colour}")
         try:
             check_zoom(self.zoom)  # the checkpoint's rule, raised as the config's error
         except ModelError as exc:
@@ -124,14 +122,15 @@ class TrainConfig:
 
 
 # key: (type, lowest, highest); None: no bound. Keys left out are checked where they are used
-# (arch and encoder by smp, loss and class_weights by the loss, holdout by the split).
+# (arch and encoder by smp, loss and class_weights by the loss, holdout by the split); ema's
+# open upper bound and zoom's range by TrainConfig.__post_init__.
 _SETTINGS: dict[str, tuple[type, float | None, float | None]] = {
     "out": (str, None, None), "dataset": (str, None, None), "arch": (str, None, None),
     "encoder": (str, None, None), "chip_size": (int, 16, None), "batch_size": (int, 1, None),
     "epochs": (int, 1, None), "steps_per_epoch": (int, 1, None), "lr": (float, 1e-12, None),
     "weight_decay": (float, 0, None), "flips": (bool, None, None), "brightness": (float, 0, 1),
     "colour": (float, 0, None), "scale": (float, 0, 0.9), "holdout": (str, None, None),
-    "zoom": (float, None, None), "patience": (int, 1, None), "ema": (float, 0, None), "seed": (int, None, None),
+    "zoom": (float, None, None), "patience": (int, 1, None), "ema": (float, None, None), "seed": (int, None, None),
     "threads": (int, 1, None), "device": (str, None, None), "half": (bool, None, None),
     "split_train": (str, None, None), "split_val": (str, None, None),
 }  # fmt: skip

@@ -82,7 +82,7 @@ class Ref:
     items: tuple[Item, ...] = ()  # known now for catalog entries and paths
 
 
-MAX_SYNTHETIC_SIZE = 65536
+MIN_SYNTHETIC_SIZE, MAX_SYNTHETIC_SIZE = 64, 65536
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ _EVALUATE = {
 SPECS: dict[str, dict[str, Param]] = {
     "synthetic": {
         # 65536^2 is 34 GB of 4-band uint16; a larger region is real imagery's job
-        "size": Param("int", 2048, minimum=64, maximum=MAX_SYNTHETIC_SIZE),
+        "size": Param("int", 2048, minimum=MIN_SYNTHETIC_SIZE, maximum=MAX_SYNTHETIC_SIZE),
         "seed": Param("int", 3),
         "bands": Param("int", 4, choices=(4, 6)),
         "after_change": Param("bool", False, help="the region after its clearings and regrowth"),
@@ -760,10 +760,14 @@ class _Planner:
             )
         return items
 
+    def _output_kind(self, r: Ref) -> str | None:
+        """What an earlier step's output is (``OUTPUT_KINDS``); None for catalog entries and files."""
+        return OUTPUT_KINDS.get((self.steps[r.step].kind, r.output or "")) if r.step is not None else None
+
     def _no_imagery(self, step: Step, key: str, where: str) -> None:
         """Refuse an earlier step's imagery where a class map is wanted (before any work)."""
         for r in step.refs[key]:
-            if r.step is not None and OUTPUT_KINDS.get((self.steps[r.step].kind, r.output or "")) == "image":
+            if self._output_kind(r) == "image":
                 raise ConfigError(
                     f"{where}: {key}: {r.text!r} is imagery, not a class map; predict it first, or refer "
                     f"to its truth ({r.step}.truth)",
@@ -780,10 +784,7 @@ class _Planner:
     def _plan_predict(self, step: Step, where: str) -> Step:
         refs = step.refs["images"]
         for r in refs:
-            if r.step is not None and OUTPUT_KINDS.get((self.steps[r.step].kind, r.output or "")) not in (
-                "image",
-                None,
-            ):
+            if self._output_kind(r) not in ("image", None):
                 raise ConfigError(f"{where}: images: {r.text!r} is not imagery", self.path)
         groups = [r.items for r in refs]
         if len(groups) == 1 and len(groups[0]) > 1:
