@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from geoseg.train import TrainConfig, Trainer, load_labelset
+from geoseg.training import TrainConfig, Trainer, load_labelset
 
 ARCHS = ["Unet", "DeepLabV3Plus", "FPN", "Segformer", "FCN", "UnetPlusPlus", "PSPNet", "Linknet"]
 

@@ -34,8 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from geoseg.inference import Predictor, zoomed_size
-from geoseg.model import LoadedModel, build_model, load_checkpoint, make_spec
+from geoseg.inference import LoadedModel, Predictor, build_model, load_checkpoint, make_spec, zoomed_size
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from geoseg.metrics import Scores, confusion
-from geoseg.train import IGNORE, TrainConfig, Trainer, load_labelset
+from geoseg.training import IGNORE, Scores, TrainConfig, Trainer, confusion, load_labelset
 
 BANDS = ["blue", "green", "red", "nir", "swir1"]
 
@@ -48,7 +47,7 @@ def main() -> None:
     print(rf_scores.table())
 
     if Path(args.model).exists():
-        from geoseg.model import load_checkpoint
+        from geoseg.inference import load_checkpoint
 
         loaded = load_checkpoint(args.model)
         trainer = Trainer.__new__(Trainer)

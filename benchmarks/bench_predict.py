@@ -105,7 +105,7 @@ def say(*parts: Any) -> None:
 
 def model_path(workdir: Path, name: str) -> Path:
     """An untrained (seeded) checkpoint of the named benchmark model, cached in workdir."""
-    from geoseg.model import init_checkpoint, make_spec
+    from geoseg.inference import init_checkpoint, make_spec
 
     path = workdir / f"unet-{name}.safetensors"
     if not path.exists():
@@ -116,7 +116,7 @@ def model_path(workdir: Path, name: str) -> Path:
 
 def scene_path(workdir: Path, size: int) -> Path:
     """A synthetic 4-band uint16 size x size scene without nodata border, cached in workdir."""
-    from geoseg.synthetic import SceneSpec, write_scene
+    from geoseg.data import SceneSpec, write_scene
 
     path = workdir / f"scene-{size}.tif"
     if not path.exists():
@@ -139,8 +139,7 @@ def _bare_worker(
     barrier: Any,
     queue: Any,
 ) -> None:
-    from geoseg.inference import Predictor
-    from geoseg.model import load_checkpoint
+    from geoseg.inference import Predictor, load_checkpoint
 
     predictor = Predictor(load_checkpoint(model), device="cpu", backend=backend, threads=threads)
     rng = np.random.default_rng(os.getpid())
@@ -293,12 +292,9 @@ def breakdown(
     """
     import rasterio
 
-    from geoseg.grid import batch_tiles
-    from geoseg.inference import normalise
-    from geoseg.io import close_kept
-    from geoseg.model import read_spec
-    from geoseg.mosaic import open_region
-    from geoseg.pipeline import TileStore, _Outputs, connect, read_tiles
+    from geoseg.inference import TileStore, connect, normalise, read_spec, read_tiles
+    from geoseg.inference._pipeline import _Outputs
+    from geoseg.raster import batch_tiles, close_kept, open_region
 
     say("\n### breakdown (each stage alone, serially, one process)")
     stages: dict[str, float] = {}
@@ -313,7 +309,7 @@ def breakdown(
         "import time; t = time.perf_counter(); {imp}; import json; print(json.dumps(time.perf_counter() - t))"
     )
     for name, imp in [
-        ("worker imports: geoseg.pipeline + onnxruntime", "import geoseg.pipeline, onnxruntime"),
+        ("worker imports: geoseg.inference + onnxruntime", "import geoseg.inference, onnxruntime"),
         (
             "worker imports if torch + smp are needed",
             "import torch; from geoseg import _compat; import segmentation_models_pytorch",
@@ -322,7 +318,7 @@ def breakdown(
         proc = subprocess.run([sys.executable, "-c", code.format(imp=imp)], capture_output=True, text=True)
         stages[name] = float(proc.stdout.strip().splitlines()[-1])
     predictor_code = (
-        "import time; t = time.perf_counter(); from geoseg.pipeline import _predictor; "
+        "import time; t = time.perf_counter(); from geoseg.inference._tasks import _predictor; "
         f"_predictor({str(model)!r}, 'cpu', {args.backend!r}, {args.threads}); import json; "
         "print(json.dumps(time.perf_counter() - t))"
     )
@@ -463,7 +459,7 @@ def run_polled(cmd: Sequence[str], interval: float = 0.1) -> TreeRun:
 
 def _one(args: argparse.Namespace) -> None:
     """Hidden subcommand: one predict() run, its result as JSON on the last line."""
-    from geoseg.pipeline import predict
+    from geoseg.inference import predict
 
     res = predict(
         [args.scene],
@@ -502,7 +498,7 @@ def tree_runs(args: argparse.Namespace, sizes: Sequence[int], poll: bool = True)
             [
                 sys.executable,
                 "-c",
-                f"from geoseg.pipeline import _ensure_onnx_export as e; from pathlib import Path; e(Path({str(model)!r}))",
+                f"from geoseg.inference._pipeline import _ensure_onnx_export as e; from pathlib import Path; e(Path({str(model)!r}))",
             ],
             check=True,
             capture_output=True,
@@ -636,7 +632,7 @@ def scaling(args: argparse.Namespace, runs: dict[int, TreeRun] | None = None) ->
 def _warm(args: argparse.Namespace) -> None:
     """Hidden subcommand: each size predicted on one LocalCluster that ran a job first."""
     from geoseg.cluster import close_client
-    from geoseg.pipeline import connect, predict
+    from geoseg.inference import connect, predict
 
     model = model_path(args.workdir, args.light_model)
     opts = {
@@ -700,8 +696,7 @@ def _backend_worker(
     """Time one backend in a fresh process (thread settings and compile caches stay apart)."""
     import torch
 
-    from geoseg.inference import Predictor, pad_to_stride
-    from geoseg.model import load_checkpoint
+    from geoseg.inference import Predictor, load_checkpoint, pad_to_stride
 
     batch = np.random.default_rng(0).normal(size=shape).astype(np.float32)
     t = time.perf_counter()
@@ -741,8 +736,7 @@ def _backend_worker(
 def backends(args: argparse.Namespace) -> dict[str, Any]:
     import multiprocessing as mp
 
-    from geoseg.inference import export_onnx, onnx_cache_path
-    from geoseg.model import load_checkpoint
+    from geoseg.inference import export_onnx, load_checkpoint, onnx_cache_path
 
     workdir: Path = args.workdir
     model = model_path(workdir, args.model)

@@ -56,7 +56,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def scene(workdir: Path, size: int, seed: int) -> tuple[Path, Path]:
     """A synthetic 4-band scene and its truth class map, cached in workdir."""
-    from geoseg.synthetic import SceneSpec, write_scene
+    from geoseg.data import SceneSpec, write_scene
 
     img, truth = workdir / f"seams-scene-{size}-{seed}.tif", workdir / f"seams-truth-{size}-{seed}.tif"
     if not (img.exists() and truth.exists()):
@@ -68,7 +68,7 @@ def read_pair(img: Path, truth: Path) -> tuple[np.ndarray, np.ndarray, np.ndarra
     """(pixels (4, h, w), valid (h, w), truth classes (h, w)) of a scene."""
     import rasterio
 
-    from geoseg.io import open_raster
+    from geoseg.raster import open_raster
 
     pixels, valid = open_raster(img).read()
     with rasterio.open(truth) as ds:
@@ -80,8 +80,8 @@ def train(args: argparse.Namespace) -> Path:
     """Train Unet-resnet18 on random chips of a synthetic scene; returns the checkpoint."""
     import torch
 
-    from geoseg.model import build_model, make_spec, save_checkpoint
-    from geoseg.synthetic import BAND_NAMES, CLASSES
+    from geoseg.data import BAND_NAMES, CLASSES
+    from geoseg.inference import build_model, make_spec, save_checkpoint
 
     key = f"{args.train_size}-{args.train_seed}-{args.steps}-{args.chip}-{args.train_batch}-{args.lr}"
     path = args.workdir / f"seams-unet-resnet18-{key}.safetensors"
@@ -208,7 +208,7 @@ def crop_pipeline(
     """geoseg.pipeline.predict as shipped (crop to core), read back."""
     import rasterio
 
-    from geoseg.pipeline import predict
+    from geoseg.inference import predict
 
     predict(
         [img],
@@ -313,9 +313,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     import torch
 
-    from geoseg.inference import Predictor
-    from geoseg.io import open_raster
-    from geoseg.model import load_checkpoint
+    from geoseg.inference import Predictor, load_checkpoint
+    from geoseg.raster import open_raster
 
     torch.set_num_threads(args.threads)
     img, truth_path = scene(args.workdir, args.size, args.seed)

@@ -30,8 +30,16 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from geoseg.metrics import PaperMetric, Scores, confusion
-from geoseg.train import Dataset, Sample, TrainConfig, Trainer, load_labelset
+from geoseg.training import (
+    Dataset,
+    PaperMetric,
+    Sample,
+    Scores,
+    TrainConfig,
+    Trainer,
+    confusion,
+    load_labelset,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "workflows" / "train_forest_amazon.yaml"
@@ -76,7 +84,7 @@ def _score(
 def score(folds: list[int], out: Path, zooms: list[float], threads: int) -> dict[str, object]:
     import torch
 
-    from geoseg.model import load_checkpoint
+    from geoseg.inference import load_checkpoint
 
     torch.set_num_threads(threads)
     rows: dict[str, object] = {}

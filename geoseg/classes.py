@@ -33,3 +33,7 @@ def default_colour(i: int) -> tuple[int, int, int]:
         (112, 128, 144),
     ]
     return palette[i % len(palette)]
+
+
+#: the class-map contract's nodata value (uint8 maps; 0 is a real class)
+CLASS_NODATA = 255

@@ -6,7 +6,10 @@ with ``(done, total, postfix)`` as work completes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
+
+import numpy as np
 
 
 class Progress(Protocol):
@@ -17,3 +20,23 @@ def report(progress: Progress | None, done: int, total: int, postfix: str = "") 
     """Call ``progress`` if there is one."""
     if progress is not None:
         progress(done, total, postfix)
+
+
+class Phases:
+    """One progress scale (0..100 %) over several phases of a run, each with its own share."""
+
+    SCALE = 100
+
+    def __init__(self, progress: Progress | None, shares: Sequence[float]) -> None:
+        self.progress = progress
+        total = float(sum(shares))
+        self.starts = np.concatenate([[0.0], np.cumsum(shares)]) / total * self.SCALE
+
+    def phase(self, k: int, label: str) -> Progress:
+        lo, hi = float(self.starts[k]), float(self.starts[k + 1])
+
+        def update(done: int, total: int, postfix: str = "") -> None:
+            frac = min(done, total) / total if total else 1.0
+            report(self.progress, round(lo + (hi - lo) * frac), self.SCALE, postfix or label)
+
+        return update

@@ -23,19 +23,21 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from geoseg import catalog
-from geoseg.catalog import (
+from geoseg import data as catalog
+from geoseg.cli import main
+from geoseg.data import (
     Catalog,
     LabelSetEntry,
     ModelEntry,
     SceneEntry,
     TimeSeriesEntry,
+    _paths,
     data_root,
     fetch,
     load_catalog,
 )
-from geoseg.cli import main
 from geoseg.errors import CatalogError, ChecksumError, DataUnavailableError, MissingFileError
+from geoseg.files import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = ("amazon-s2-rgb", "nc-landsat7", "pucallpa-landsat")
@@ -102,7 +104,7 @@ def test_real_sha256_of_a_few_files(real: Catalog, real_root: Path) -> None:
         real.get(name).verify(real_root)  # every file of these two
     amazon = real.get("amazon-s2-rgb", LabelSetEntry)
     for rec in amazon.files[:3] + amazon.files[-3:]:
-        assert catalog.sha256_file(amazon.resolve(rec.path, real_root)) == rec.sha256
+        assert sha256_file(amazon.resolve(rec.path, real_root)) == rec.sha256
 
 
 def test_real_verify_reports_progress(real: Catalog, real_root: Path) -> None:
@@ -190,7 +192,7 @@ def test_data_root_beside_checkout_then_cwd_then_user_dir(
     monkeypatch.delenv("GEOSEG_DATA", raising=False)
     checkout = tmp_path / "work" / "repo"
     checkout.mkdir(parents=True)
-    monkeypatch.setattr(catalog, "_REPO_ROOT", checkout)
+    monkeypatch.setattr(_paths, "_REPO_ROOT", checkout)
     elsewhere = tmp_path / "elsewhere" / "cwd"
     elsewhere.mkdir(parents=True)
     monkeypatch.chdir(elsewhere)
@@ -286,7 +288,7 @@ def test_model_kind(tmp_path: Path) -> None:
 def test_model_found_in_package_models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     shipped = tmp_path / "pkg-models"
     make_file(shipped, "models/unet-tiny.safetensors", b"weights")
-    monkeypatch.setattr(catalog, "MODELS_DIR", shipped)
+    monkeypatch.setattr(_paths, "MODELS_DIR", shipped)
     monkeypatch.setenv("GEOSEG_DATA", str(tmp_path / "empty-root"))
     model = load_catalog(write_catalog(tmp_path, [model_entry()])).get("unet-tiny", ModelEntry)
     assert model.checkpoint_path() == shipped / "models/unet-tiny.safetensors"
@@ -456,7 +458,7 @@ def test_labelset_class_colours(tmp_path: Path) -> None:
 
 def test_real_label_sets_colour_their_classes(real: Catalog) -> None:
     """The shipped models draw the catalog's colours (non-forest is not the palette's blue)."""
-    from geoseg.model import read_spec, resolve_model_path
+    from geoseg.inference import read_spec, resolve_model_path
 
     for labelset, model in [
         ("amazon-s2-rgb", "forest-s2-rgb"),
@@ -476,7 +478,7 @@ def test_installed_package_carries_the_catalog(tmp_path: Path) -> None:
     site = tmp_path / "site-packages"
     shutil.copytree(REPO / "geoseg", site / "geoseg", symlinks=False)  # as a wheel installs it
     code = (
-        "from geoseg.catalog import default_catalog_path, load_catalog\n"
+        "from geoseg.data import default_catalog_path, load_catalog\n"
         "print(default_catalog_path())\n"
         "print(load_catalog().get('forest-s2-rgb').name)"
     )

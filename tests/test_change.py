@@ -18,12 +18,12 @@ from click.testing import CliRunner
 from pyproj import Geod
 from rasterio.crs import CRS
 
-from geoseg.change import ChangeEncoding, align_maps, detect_change, first_loss, parse_date, track_loss
+from geoseg.classes import CLASS_NODATA, ClassInfo
 from geoseg.cli import main
+from geoseg.data import CLASSES, SceneSpec, change_truth, scene_grid
 from geoseg.errors import ConfigError
-from geoseg.grid import Grid
-from geoseg.io import CLASS_NODATA, ClassInfo, class_map_writer, validate_cog
-from geoseg.synthetic import CLASSES, SceneSpec, change_truth, scene_grid
+from geoseg.raster import Grid, class_map_writer, validate_cog
+from geoseg.temporal import ChangeEncoding, align_maps, detect_change, first_loss, parse_date, track_loss
 
 GEOSEG = str(Path(sys.executable).parent / "geoseg")
 SPEC = SceneSpec(448, 544, seed=11)

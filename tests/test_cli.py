@@ -74,9 +74,9 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
 
     import pyogrio
 
-    from geoseg.export import read_provenance, read_styles
-    from geoseg.io import validate_cog
-    from geoseg.stac import check_stac
+    from geoseg.products import check_stac
+    from geoseg.raster import validate_cog
+    from geoseg.vector import read_provenance, read_styles
 
     out = tmp_path / "demo"
     p = subprocess.run([GEOSEG, "demo", "--out", str(out), "--size", "1024", "--workers", "1"],
@@ -151,7 +151,7 @@ def test_demo_real(shared_data: Path, tmp_path: Path) -> None:
     shipped, else (to exercise the same code path) with an untrained 3-band model."""
     import json
 
-    from geoseg.catalog import ModelEntry, load_catalog
+    from geoseg.data import ModelEntry, load_catalog
 
     catalog = load_catalog()
     shipped = (
@@ -204,8 +204,7 @@ def test_progress_writes_plain_lines_when_stderr_is_not_a_terminal(
 def test_demo_cut_off_before_any_step_finished_leaves_no_folder(tmp_path: Path) -> None:
     """A demo stopped in its first step (here: interrupted as the step starts) removes the
     folder it made; stopped later, the finished steps stay recorded for the rerun."""
-    from geoseg.demo import run_demo
-    from geoseg.workflow import STATE_FILE
+    from geoseg.workflow import STATE_FILE, run_demo
 
     class Stop(Exception):
         pass

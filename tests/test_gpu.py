@@ -16,9 +16,17 @@ import pytest
 import rasterio
 import torch
 
-from geoseg.inference import Predictor, auto_batch_size, normalise, resolve_backend, resolve_device
-from geoseg.model import load_checkpoint, read_spec, resolve_model_path
-from geoseg.pipeline import predict
+from geoseg.inference import (
+    Predictor,
+    auto_batch_size,
+    load_checkpoint,
+    normalise,
+    predict,
+    read_spec,
+    resolve_backend,
+    resolve_device,
+    resolve_model_path,
+)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 
@@ -88,7 +96,7 @@ def test_predict_on_cuda_writes_the_cpu_map(tmp_path: Path, tiles: list[Path]) -
 def test_training_auto_runs_on_cuda_and_writes_a_cpu_loadable_checkpoint(
     tmp_path: Path, shared_data: Path
 ) -> None:
-    from geoseg.train import TrainConfig, Trainer, load_labelset
+    from geoseg.training import TrainConfig, Trainer, load_labelset
 
     settings = {
         "out": str(tmp_path / "m.safetensors"), "dataset": "amazon-s2-rgb", "arch": "Unet",

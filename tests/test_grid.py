@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from rasterio.crs import CRS
 
 from geoseg.errors import WindowError
-from geoseg.grid import Grid, Window, batch_tiles, crs_equal, iter_tiles
+from geoseg.raster import Grid, Window, batch_tiles, crs_equal, iter_tiles
 
 UTM = CRS.from_epsg(32720)
 

@@ -7,6 +7,7 @@ import pytest
 import rasterio
 from affine import Affine
 
+from geoseg.classes import ClassInfo
 from geoseg.errors import (
     BadRasterError,
     BandError,
@@ -15,12 +16,12 @@ from geoseg.errors import (
     OutputError,
     WindowError,
 )
-from geoseg.grid import Grid, Window
-from geoseg.io import (
+from geoseg.files import check_writable
+from geoseg.raster import (
     KEPT_PER_THREAD,
-    ClassInfo,
+    Grid,
     RasterWriter,
-    check_writable,
+    Window,
     class_map_writer,
     close_kept,
     kept_dataset,

@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from geoseg.inference import Predictor
-from geoseg.model import ARCHITECTURES, init_checkpoint, load_checkpoint, make_spec
+from geoseg.inference import ARCHITECTURES, Predictor, init_checkpoint, load_checkpoint, make_spec
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
@@ -136,7 +135,7 @@ def test_zoom_travels_in_the_checkpoint(tmp_path: Path) -> None:
     from dataclasses import replace
 
     from geoseg.errors import ModelError
-    from geoseg.model import ModelSpec, read_spec, save_checkpoint
+    from geoseg.inference import ModelSpec, read_spec, save_checkpoint
 
     spec = make_spec("Unet", "resnet18", 3, 2, encoder_depth=3, decoder_channels=[16, 8, 8])
     assert spec.zoom == 1.0

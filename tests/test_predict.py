@@ -22,10 +22,8 @@ from click.testing import CliRunner
 
 from geoseg.cli import main
 from geoseg.errors import GeosegError, ModelError, OutputError, SchedulerError
-from geoseg.grid import Grid, Window
-from geoseg.io import open_raster, validate_cog
-from geoseg.model import init_checkpoint, load_checkpoint, make_spec, read_spec, save_checkpoint
-from geoseg.pipeline import predict
+from geoseg.inference import init_checkpoint, load_checkpoint, make_spec, predict, read_spec, save_checkpoint
+from geoseg.raster import Grid, Window, open_raster, validate_cog
 
 VENV_BIN = Path(sys.executable).parent
 TINY = {"encoder_depth": 3, "decoder_channels": [32, 16, 8]}
@@ -120,7 +118,7 @@ def test_workers_0_predicts_in_this_process_with_the_same_bytes(
 ) -> None:
     import distributed
 
-    from geoseg import pipeline
+    from geoseg.inference import _tasks as pipeline
 
     monkeypatch.setattr(pipeline, "_PREDICTORS", {})  # this test's model, dropped after it
     seen: list[tuple[int, int]] = []
@@ -244,10 +242,8 @@ def test_mosaic_of_adjacent_scenes(tmp_path: Path, tiny_model: Path) -> None:
 
 
 def test_batched_reads_equal_tile_by_tile_reads(tmp_path: Path, scene: Path) -> None:
-    from geoseg.grid import batch_tiles
-    from geoseg.io import close_kept
-    from geoseg.mosaic import open_region
-    from geoseg.pipeline import read_tiles
+    from geoseg.inference import read_tiles
+    from geoseg.raster import batch_tiles, close_kept, open_region
 
     left = make_scene(tmp_path / "left.tif", 300, 256, origin=(500_000, 9_000_000))
     right = make_scene(tmp_path / "right.tif", 300, 200, seed=1, origin=(502_560, 9_000_000))
@@ -482,7 +478,7 @@ def test_remote_workers_decide_what_auto_means(tmp_path: Path, scene: Path, tiny
 
 
 def test_tile_store_keeps_only_whole_tiles_of_the_same_run(tmp_path: Path) -> None:
-    from geoseg.pipeline import TileStore
+    from geoseg.inference import TileStore
 
     out = tmp_path / "map.tif"
     store = TileStore(out, "run-1", resume=False)
@@ -547,7 +543,7 @@ def test_resume_after_sigkill_is_identical(tmp_path: Path, scene: Path, tiny_mod
 def test_write_failure_mid_run_is_an_output_error_and_leaves_no_output(
     tmp_path: Path, scene: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from geoseg import io
+    from geoseg.raster import _write as io
 
     real_write = io.RasterWriter.write
     calls = []
@@ -627,8 +623,8 @@ def test_catalog_scenes_are_images_by_name(
     """``geoseg predict nc-landsat7 ...``: a catalog scene of six single-band files is read
     through a VRT that stacks them (in the cache), on the files' own grid; a time series
     needs NAME@DATE."""
-    from geoseg.catalog import SceneEntry, load_catalog
-    from geoseg.io import open_raster
+    from geoseg.data import SceneEntry, load_catalog
+    from geoseg.raster import open_raster
 
     monkeypatch.setenv("GEOSEG_CACHE", str(tmp_path / "cache"))
     entry = load_catalog().get("nc-landsat7", SceneEntry)

@@ -12,11 +12,9 @@ import numpy as np
 import pytest
 import rasterio
 
-from geoseg import synthetic
-from geoseg.inference import Predictor, normalise
-from geoseg.io import open_raster
-from geoseg.model import load_checkpoint, resolve_model_path
-from geoseg.pipeline import predict
+from geoseg.data import SceneSpec, write_scene
+from geoseg.inference import Predictor, load_checkpoint, normalise, predict, resolve_model_path
+from geoseg.raster import open_raster
 
 SIZE, TILE, OVERLAP = 1024, 256, 64
 
@@ -35,8 +33,8 @@ def _line_changes(classes: np.ndarray, lines: list[int]) -> int:
 @pytest.fixture(scope="module")
 def maps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
     tmp = tmp_path_factory.mktemp("seams")
-    spec = synthetic.SceneSpec(SIZE, SIZE, seed=11)
-    scene = synthetic.write_scene(spec, tmp / "scene.tif", truth_path=tmp / "truth.tif")
+    spec = SceneSpec(SIZE, SIZE, seed=11)
+    scene = write_scene(spec, tmp / "scene.tif", truth_path=tmp / "truth.tif")
     model = resolve_model_path("demo-synthetic")
     predict([scene], model, tmp / "tiled.tif", tile_size=TILE, overlap=OVERLAP, workers=1, backend="torch")
     loaded = load_checkpoint(model)

@@ -17,9 +17,8 @@ import pytest
 import rasterio
 import yaml
 
-from geoseg.runner import run_workflow
-from geoseg.stac import Product, check_stac, write_stac
-from geoseg.workflow import load_workflow
+from geoseg.products import Product, check_stac, write_stac
+from geoseg.workflow import load_workflow, run_workflow
 
 DOC = {
     "workflow": "stac-test",

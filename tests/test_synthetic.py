@@ -14,27 +14,29 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rasterio.crs import CRS
 
-from geoseg import synthetic as syn
-from geoseg.errors import ConfigError, OutputError, WindowError
-from geoseg.grid import Window
-from geoseg.synthetic import (
+from geoseg.classes import CLASS_NODATA
+from geoseg.data import (
+    BAND_NAMES,
     BARE_SOIL,
     BUILT_UP,
-    CLASS_NODATA,
     CLASSES,
     CROPLAND,
     FOREST,
     GRASSLAND,
     WATER,
     SceneSpec,
-    bands,
+    _landscape,
     change_events,
     change_truth,
     class_map,
     make_change,
+    scene_bands,
     scene_grid,
     write_scene,
 )
+from geoseg.data import _synthetic as syn
+from geoseg.errors import ConfigError, OutputError, WindowError
+from geoseg.raster import Window
 
 ALL_CLASSES = {c.id for c in CLASSES}
 BLUE, GREEN, RED, NIR = 0, 1, 2, 3
@@ -44,7 +46,7 @@ BLUE, GREEN, RED, NIR = 0, 1, 2, 3
 def whole(spec: SceneSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(before, after, bands before, bands after) of a whole scene, computed once per spec."""
     before, after = change_truth(spec)
-    return before, after, bands(spec, before), bands(spec, after, date=2)
+    return before, after, scene_bands(spec, before), scene_bands(spec, after, date=2)
 
 
 def sha(path: Path) -> str:
@@ -90,15 +92,15 @@ def test_scene_grid_is_utm_20s_with_the_spec_pixel_size() -> None:
 def test_same_seed_same_bytes_different_seed_differs() -> None:
     spec = SceneSpec(256, 320, seed=3)
     a = class_map(spec)
-    b_a = bands(spec, a)
-    syn._layout.cache_clear()  # nothing may depend on cached state
+    b_a = scene_bands(spec, a)
+    _landscape._layout.cache_clear()  # nothing may depend on cached state
     syn._events.cache_clear()
     b = class_map(spec)
     assert a.tobytes() == b.tobytes()
-    assert b_a.tobytes() == bands(spec, b).tobytes()
+    assert b_a.tobytes() == scene_bands(spec, b).tobytes()
     other = SceneSpec(256, 320, seed=4)
     assert (class_map(other) != a).mean() > 0.05
-    assert not np.array_equal(bands(other, a), b_a)  # same classes, other noise
+    assert not np.array_equal(scene_bands(other, a), b_a)  # same classes, other noise
 
 
 windows = st.tuples(st.integers(0, 299), st.integers(0, 279)).flatmap(
@@ -119,8 +121,8 @@ def test_any_window_equals_the_slice_of_the_whole_scene(
     before, after = change_truth(spec, win)
     np.testing.assert_array_equal(before, full_before[rows, cols])
     np.testing.assert_array_equal(after, full_after[rows, cols])
-    np.testing.assert_array_equal(bands(spec, before, win), full_b1[:, rows, cols])
-    np.testing.assert_array_equal(bands(spec, after, win, date=2), full_b2[:, rows, cols])
+    np.testing.assert_array_equal(scene_bands(spec, before, win), full_b1[:, rows, cols])
+    np.testing.assert_array_equal(scene_bands(spec, after, win, date=2), full_b2[:, rows, cols])
 
 
 def test_windows_far_into_a_huge_scene_are_independent_too() -> None:
@@ -128,13 +130,13 @@ def test_windows_far_into_a_huge_scene_are_independent_too() -> None:
     spec = SceneSpec(16384, 16384, seed=11)
     outer = Window(15900, 9000, 484, 700)  # reaches the bottom edge (nodata border side?)
     before, after = change_truth(spec, outer)
-    b2 = bands(spec, after, outer, date=2)
+    b2 = scene_bands(spec, after, outer, date=2)
     for inner in (Window(15901, 9003, 97, 211), Window(16283, 9500, 101, 200), Window(16000, 9350, 1, 1)):
         rows, cols = inner.relative_to(outer).slices()
         inner_before, inner_after = change_truth(spec, inner)
         np.testing.assert_array_equal(inner_before, before[rows, cols])
         np.testing.assert_array_equal(inner_after, after[rows, cols])
-        np.testing.assert_array_equal(bands(spec, inner_after, inner, date=2), b2[:, rows, cols])
+        np.testing.assert_array_equal(scene_bands(spec, inner_after, inner, date=2), b2[:, rows, cols])
 
 
 def test_windows_must_lie_inside_the_scene() -> None:
@@ -143,9 +145,9 @@ def test_windows_must_lie_inside_the_scene() -> None:
         with pytest.raises(WindowError):
             class_map(spec, bad)
     with pytest.raises(WindowError):
-        bands(spec, np.zeros((5, 5), np.uint8), Window(0, 0, 5, 6))
+        scene_bands(spec, np.zeros((5, 5), np.uint8), Window(0, 0, 5, 6))
     with pytest.raises(ConfigError):
-        bands(spec, np.full((5, 5), 9, np.uint8), Window(0, 0, 5, 5))
+        scene_bands(spec, np.full((5, 5), 9, np.uint8), Window(0, 0, 5, 5))
 
 
 # --------------------------------------------------------------------------------------
@@ -165,7 +167,7 @@ def test_a_512_scene_has_all_six_classes_and_a_nodata_border(seed: int) -> None:
 def test_nodata_agrees_between_truth_and_every_band(seed: int) -> None:
     spec = SceneSpec(400, 360, seed=seed, bands=6)
     classes = class_map(spec)
-    pixels = bands(spec, classes)
+    pixels = scene_bands(spec, classes)
     nodata = classes == CLASS_NODATA
     assert np.array_equal(nodata, (pixels == 0).all(axis=0))
     assert (pixels[:, ~nodata] > 0).all()  # valid pixels never take the nodata value
@@ -182,7 +184,7 @@ def test_nodata_agrees_between_truth_and_every_band(seed: int) -> None:
 def test_class_spectra_are_plausible_and_distinct() -> None:
     spec = SceneSpec(512, 512, seed=1, bands=6)
     classes = class_map(spec)
-    pixels = bands(spec, classes).astype(float) / 10_000
+    pixels = scene_bands(spec, classes).astype(float) / 10_000
     mean = {c.id: pixels[:, classes == c.id].mean(axis=1) for c in CLASSES}
     ndvi = {k: (m[NIR] - m[RED]) / (m[NIR] + m[RED]) for k, m in mean.items()}
     assert mean[FOREST][NIR] > mean[WATER][NIR] + 0.2
@@ -202,7 +204,7 @@ def test_per_pixel_spectra_leave_work_for_the_model() -> None:
     spec = SceneSpec(512, 512, seed=2)
     classes = class_map(spec)
     valid = classes != CLASS_NODATA
-    x = bands(spec, classes)[:, valid].T.astype(float)
+    x = scene_bands(spec, classes)[:, valid].T.astype(float)
     y = classes[valid]
     centres = np.stack([x[y == c].mean(axis=0) for c in range(6)])
     scale = x.std(axis=0)
@@ -273,7 +275,7 @@ def test_write_scene_round_trips_strip_by_strip(tmp_path: Path) -> None:
         assert ds.nodata == 0
         assert ds.compression is not None and ds.compression.name == "deflate"
         assert ds.block_shapes[0] == (512, 512)
-        np.testing.assert_array_equal(ds.read(), bands(spec, classes))
+        np.testing.assert_array_equal(ds.read(), scene_bands(spec, classes))
     with rasterio.open(tmp_path / "truth.tif") as ds:
         assert ds.dtypes == ("uint8",) and ds.nodata == 255
         assert ds.transform == scene_grid(spec).transform
@@ -286,14 +288,14 @@ def test_write_scene_date_2_is_the_changed_scene(tmp_path: Path) -> None:
     before, after = change_truth(spec)
     write_scene(spec, tmp_path / "d2.tif", tmp_path / "t2.tif", date=2)
     with rasterio.open(tmp_path / "d2.tif") as ds:
-        assert ds.descriptions == syn.BAND_NAMES
+        assert ds.descriptions == BAND_NAMES
         pixels = ds.read()
     with rasterio.open(tmp_path / "t2.tif") as ds:
         np.testing.assert_array_equal(ds.read(1), after)
-    np.testing.assert_array_equal(pixels, bands(spec, after, date=2))
+    np.testing.assert_array_equal(pixels, scene_bands(spec, after, date=2))
     # Unchanged ground differs only by noise and a slight global brightness change.
     same = (before == after) & (before != CLASS_NODATA)
-    date1 = bands(spec, before)
+    date1 = scene_bands(spec, before)
     ratio = pixels[:, same].mean() / date1[:, same].mean()
     assert 0.94 < ratio < 1.06 and ratio != 1.0
 
@@ -310,7 +312,7 @@ def test_written_files_are_byte_identical_for_a_seed(tmp_path: Path) -> None:
 
 def test_a_failed_write_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = SceneSpec(1100, 300, block=512)
-    real = syn.bands
+    real = syn.scene_bands
     calls = 0
 
     def flaky(*args: object, **kwargs: object) -> np.ndarray:
@@ -320,7 +322,7 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytes
             raise RuntimeError("disk on fire")
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(syn, "bands", flaky)
+    monkeypatch.setattr(syn, "scene_bands", flaky)
     with pytest.raises(RuntimeError, match="disk on fire"):
         write_scene(spec, tmp_path / "s.tif", tmp_path / "t.tif")
     assert list(tmp_path.iterdir()) == []

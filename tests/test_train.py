@@ -19,9 +19,18 @@ from shapely.geometry import box
 
 from geoseg.cli import main
 from geoseg.errors import BadRasterError, ConfigError, DataQuirkWarning, ModelError
-from geoseg.metrics import PaperMetric, Scores, confusion
-from geoseg.model import read_spec
-from geoseg.train import TrainConfig, Trainer, load_labelset, rasterise_polygons, read_mask, train
+from geoseg.inference import read_spec
+from geoseg.training import (
+    PaperMetric,
+    Scores,
+    TrainConfig,
+    Trainer,
+    confusion,
+    load_labelset,
+    rasterise_polygons,
+    read_mask,
+    train,
+)
 
 SMALL = {"arch": "Unet", "encoder": "mobilenet_v2", "model_kwargs": {"decoder_channels": [32, 16, 16, 8, 8]}}
 
@@ -68,7 +77,7 @@ def test_paper_metric_agrees_with_scikit_learn() -> None:
 
 
 def test_polygons_rasterise_exactly(tmp_path: Path) -> None:
-    from geoseg.grid import Grid
+    from geoseg.raster import Grid
 
     grid = Grid((20, 30), Affine(10, 0, 1000, 0, -10, 2000), rasterio.crs.CRS.from_epsg(32617))
     gdf = gpd.GeoDataFrame(
@@ -158,7 +167,7 @@ def test_resume_continues_from_the_saved_epoch(tmp_path: Path, amazon: Any, ema:
 
 
 def test_weight_average_is_what_validates_and_ships(tmp_path: Path, amazon: Any) -> None:
-    from geoseg.model import load_checkpoint
+    from geoseg.inference import load_checkpoint
 
     raw = Trainer(_cfg(tmp_path, out=str(tmp_path / "raw.safetensors"), epochs=1), amazon).fit()
     avg = Trainer(_cfg(tmp_path, out=str(tmp_path / "avg.safetensors"), epochs=1, ema=0.5), amazon).fit()
@@ -205,7 +214,7 @@ def _write_labelset(tmp_path: Path, image: np.ndarray, mask: np.ndarray, values:
 
 
 def test_colour_jitter_shifts_each_band_on_its_own(tmp_path: Path, amazon: Any) -> None:
-    from geoseg.train import ChipSampler
+    from geoseg.training import ChipSampler
 
     def chips(colour: float) -> tuple[np.ndarray, np.ndarray]:
         cfg = _cfg(tmp_path, colour=colour, flips=False)
@@ -277,7 +286,7 @@ def test_evaluate_zoom_overrides_the_checkpoint_and_is_scored_on_real_tiles(shar
     """``--zoom`` reaches the model: on the validation tiles the forest model scores higher
     seen at 1.25 (F1 0.9573; it ships at 1, chosen on the training tiles: its model card).
     A broken resampling (misaligned or transposed scores) would fall far below."""
-    from geoseg.train import evaluate
+    from geoseg.training import evaluate
 
     result = evaluate("forest-s2-rgb", "amazon-s2-rgb", threads=2, zoom=1.25)
     assert result["zoom"] == 1.25 and result["paper"]["tiles"] == 15
@@ -288,8 +297,8 @@ def test_shipped_landcover_model_beats_a_random_forest_on_the_held_out_quarter(s
     """The issue's goal, held in CI: higher mIoU and accuracy than a per-pixel random forest."""
     from sklearn.ensemble import RandomForestClassifier
 
-    from geoseg.model import load_checkpoint, resolve_model_path
-    from geoseg.train import IGNORE
+    from geoseg.inference import load_checkpoint, resolve_model_path
+    from geoseg.training import IGNORE
 
     bands = ["blue", "green", "red", "nir", "swir1"]
     cfg = TrainConfig(out="-", dataset="nc-landsat7-labels", bands=bands, holdout="bottom-right")
@@ -312,8 +321,8 @@ def test_shipped_landcover_model_beats_a_random_forest_on_the_held_out_quarter(s
 
 def test_pseudo_labels_come_from_the_teacher_and_skip_labelled_duplicates(shared_data: Path) -> None:
     """Real unlabelled Amazon tiles: ``test/0.tiff`` is a training tile, so it is left out."""
-    from geoseg import catalog
-    from geoseg.pseudo import PseudoLabelConfig, pseudo_samples
+    from geoseg import data as catalog
+    from geoseg.training import PseudoLabelConfig, pseudo_samples
 
     entry = catalog.load_catalog().get("amazon-s2-rgb", catalog.LabelSetEntry)
     labelled = entry.images("training") + entry.images("validation")
@@ -337,7 +346,7 @@ def test_pseudo_labels_come_from_the_teacher_and_skip_labelled_duplicates(shared
 def test_self_training_adds_the_unlabelled_split_to_the_training_samples(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from geoseg.model import init_checkpoint, make_spec
+    from geoseg.inference import init_checkpoint, make_spec
 
     monkeypatch.setenv("GEOSEG_DATA", str(tmp_path / "data"))
     rng = np.random.default_rng(0)

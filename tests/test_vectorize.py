@@ -23,9 +23,10 @@ from click.testing import CliRunner
 from pyproj import Geod
 from scipy import ndimage
 
+from geoseg.classes import ClassInfo
 from geoseg.cli import main
-from geoseg.io import ClassInfo, class_tags
-from geoseg.vectorize import PolygonizeStats, polygonize_frame, vectorize
+from geoseg.raster import class_tags
+from geoseg.vector import PolygonizeStats, polygonize_frame, vectorize
 
 BIN = Path(sys.executable).parent
 UTM = Affine(10, 0, 500_000, 0, -10, 9_000_000)  # 10 m pixels: 1 pixel = 100 m² = 0.01 ha

@@ -15,10 +15,9 @@ import rasterio
 import yaml
 
 from geoseg.errors import ConfigError, GeosegError
-from geoseg.export import read_provenance, read_styles
-from geoseg.io import validate_cog
-from geoseg.runner import run_workflow
-from geoseg.workflow import STATE_FILE, load_workflow
+from geoseg.raster import validate_cog
+from geoseg.vector import read_provenance, read_styles
+from geoseg.workflow import STATE_FILE, load_workflow, run_workflow
 
 REPO = Path(__file__).resolve().parents[1]
 GEOSEG = str(Path(sys.executable).parent / "geoseg")
@@ -429,8 +428,8 @@ def test_catalog_scene_of_single_band_files_is_stacked(shared_data: Path, tmp_pa
     become one float32 image whose nodata is the same in every band."""
     import numpy as np
 
-    from geoseg.io import open_raster
-    from geoseg.steps import stack_vrt
+    from geoseg.raster import open_raster
+    from geoseg.workflow import stack_vrt
 
     doc = {"workflow": "nc", "steps": [{"name": "lc", "kind": "predict", "images": "nc-landsat7",
                                         "model": "demo-synthetic", "bands": ["blue", "green", "red", "nir"]}]}  # fmt: skip
@@ -450,7 +449,7 @@ def test_catalog_scene_of_single_band_files_is_stacked(shared_data: Path, tmp_pa
 def test_label_set_maps_are_predicted_side_by_side(shared_data: Path, tmp_path: Path) -> None:
     """A step's maps share the cluster, as many at a time as it has worker threads: each
     equals the map of a lone ``predict()``, and one progress callback counts all tiles."""
-    from geoseg.pipeline import predict
+    from geoseg.inference import predict
 
     doc = {
         "workflow": "tiles", "dask": {"workers": 2},

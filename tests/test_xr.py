@@ -13,11 +13,8 @@ import xarray as xr
 from affine import Affine
 
 from geoseg.errors import BandError, ModelError
-from geoseg.grid import Grid
-from geoseg.io import open_raster, read_classes, validate_cog
-from geoseg.model import init_checkpoint, make_spec
-from geoseg.pipeline import predict
-from geoseg.xr import open_scene, predict_xr, write_classmap
+from geoseg.inference import init_checkpoint, make_spec, open_scene, predict, predict_xr, write_classmap
+from geoseg.raster import Grid, open_raster, read_classes, validate_cog
 
 # rioxarray itself multiplies Affines with `*`; not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore:Use `@` matmul:PendingDeprecationWarning")

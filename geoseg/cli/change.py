@@ -54,7 +54,7 @@ def command(
       geoseg change 2015.tif 2020.tif --out change.gpkg --from forest --min-area 0.5 \\
           --raster change.tif --report report/
     """
-    from geoseg.change import detect_change
+    from geoseg.temporal import detect_change
 
     with progress_bar("change", unit="%") as bar:
         result = detect_change(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from geoseg import catalog
+from geoseg import data as catalog
 from geoseg.cli._progress import progress_bar
 
 _DESCRIPTION_WIDTH = 72

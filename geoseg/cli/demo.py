@@ -53,7 +53,7 @@ def command(
 ) -> None:
     """Map a synthetic region at two dates, vectorise it, detect change and forest loss,
     and report accuracy against its known truth, offline. Ends by listing every product."""
-    from geoseg.demo import run_demo
+    from geoseg.workflow import run_demo
 
     out_dir = out_dir or Path("geoseg-demo-real" if real else "geoseg-demo")
     bars: dict[str, Any] = {}

@@ -42,8 +42,8 @@ def command(
     threads: int | None,
 ) -> None:
     """Confusion matrix, per-class IoU/precision/recall/F1, mIoU, accuracy and kappa."""
-    from geoseg.io import atomic_output, check_writable
-    from geoseg.train import evaluate
+    from geoseg.files import atomic_output, check_writable
+    from geoseg.training import evaluate
 
     if json_path:
         check_writable(json_path)

@@ -26,8 +26,9 @@ def command() -> None:
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path))
 def init(arch: str, encoder: str, bands: str, classes: str, seed: int, out: Path) -> None:
     """Write an untrained checkpoint (weights seeded, no download)."""
-    from geoseg.io import ClassInfo, check_writable, default_colour
-    from geoseg.model import init_checkpoint, make_spec
+    from geoseg.classes import ClassInfo, default_colour
+    from geoseg.files import check_writable
+    from geoseg.inference import init_checkpoint, make_spec
 
     check_writable(out)
     band_arg: int | list[str] = int(bands) if bands.isdigit() else [b.strip() for b in bands.split(",")]
@@ -47,7 +48,7 @@ def init(arch: str, encoder: str, bands: str, classes: str, seed: int, out: Path
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(model: str, as_json: bool) -> None:
     """Show what a checkpoint holds (MODEL: a path or a catalog name)."""
-    from geoseg.model import describe
+    from geoseg.inference import describe
 
     d = describe(model)
     if as_json:
@@ -88,9 +89,8 @@ def info(model: str, as_json: bool) -> None:
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path))
 def export_onnx_cmd(model: str, out: Path) -> None:
     """Export a checkpoint to ONNX (dynamic batch and size) for ONNX Runtime."""
-    from geoseg.inference import export_onnx
-    from geoseg.io import check_writable
-    from geoseg.model import load_checkpoint
+    from geoseg.files import check_writable
+    from geoseg.inference import export_onnx, load_checkpoint
 
     check_writable(out)
     export_onnx(load_checkpoint(model), out)

@@ -69,7 +69,7 @@ def command(
     zoom: float | None,
 ) -> None:
     """Predict a land-cover map for IMAGES (one scene, or adjacent scenes as one mosaic)."""
-    from geoseg.pipeline import predict
+    from geoseg.inference import predict
 
     band_list = [b.strip() for b in bands.split(",")] if bands else None
     with progress_bar("predict", unit="tile", log_every=30) as bar:

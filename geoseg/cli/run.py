@@ -40,8 +40,7 @@ def command(
       geoseg run workflows/track_deforestation.yaml --out-dir out/pucallpa
       geoseg run workflows/train_forest_amazon.yaml --dry-run
     """
-    from geoseg.runner import StepEvent, run_workflow
-    from geoseg.workflow import load_workflow
+    from geoseg.workflow import StepEvent, load_workflow, run_workflow
 
     wf = load_workflow(workflow, out_dir)
     bars: dict[str, Any] = {}

@@ -20,8 +20,8 @@ def _split(values: tuple[str, ...]) -> list[str]:
 
 def _dates_from_names(maps: list[str]) -> list[str] | None:
     """Dates from file names like ``1985.tif`` or ``2015-06.tif``, when every name is one."""
-    from geoseg.change import parse_date
     from geoseg.errors import ConfigError
+    from geoseg.temporal import parse_date
 
     try:
         for m in maps:
@@ -88,14 +88,15 @@ def command(
       geoseg track pucallpa-landsat --spectral --forest forest --out loss.gpkg \\
           --loss-year lossyear.tif --classified classified/ --report report/
     """
-    from geoseg.change import check_dates, check_outputs, check_persist, resolve_classes, track_loss
     from geoseg.errors import ConfigError
+    from geoseg.temporal import check_dates, check_persist, resolve_classes, track_loss
+    from geoseg.vector import check_outputs
 
     paths = list(maps)
     dates = _split(dates_opt)
     band_names = _split((bands,)) if bands else None
     if len(paths) == 1 and not Path(paths[0]).exists():
-        from geoseg.catalog import TimeSeriesEntry, load_catalog
+        from geoseg.data import TimeSeriesEntry, load_catalog
 
         catalog = load_catalog()
         if paths[0] in catalog:
@@ -120,7 +121,7 @@ def command(
         raise ConfigError("--bands and --classified only apply with --spectral")
     check_outputs(out, loss_year, report_dir, paths)
     if spectral:  # everything the classified maps will be checked for, before making them
-        from geoseg.spectral import SPECTRAL_CLASSES, open_imagery
+        from geoseg.temporal import SPECTRAL_CLASSES, open_imagery
 
         resolve_classes(list(forest), SPECTRAL_CLASSES, "forest class", "the spectral classes")
         for p in paths:
@@ -130,7 +131,7 @@ def command(
     work: Path | None = None
     try:
         if spectral:
-            from geoseg.spectral import classify_series
+            from geoseg.temporal import classify_series
 
             images = paths
             folder = classified

@@ -20,7 +20,7 @@ def command(config: Path, out: Path | None, epochs: int | None, resume: bool) ->
     """Train a model as CONFIG (YAML) says; prints validation metrics."""
     import dataclasses
 
-    from geoseg.train import load_config, train
+    from geoseg.training import load_config, train
 
     cfg = load_config(config)
     if out is not None:

@@ -51,7 +51,7 @@ def command(
     Polygons are built block by block on Dask and merged across block seams, so they are
     the same as polygonising the whole raster at once.
     """
-    from geoseg.vectorize import vectorize
+    from geoseg.vector import vectorize
 
     with progress_bar("vectorize", unit="block") as bar:
         result = vectorize(

@@ -1,0 +1,19 @@
+"""Products: STAC items, quick-looks, HTML reports and accuracy against known truth."""
+
+from __future__ import annotations
+
+from geoseg.products._plots import plot_class_map, plot_image
+from geoseg.products._reports import change_report, html_page, html_table, track_report
+from geoseg.products._stac import Product, check_stac, write_stac
+
+__all__ = [
+    "Product",
+    "change_report",
+    "check_stac",
+    "html_page",
+    "html_table",
+    "plot_class_map",
+    "plot_image",
+    "track_report",
+    "write_stac",
+]

@@ -1,0 +1,37 @@
+"""Training: label data, chips, losses, the trainer, metrics and evaluation."""
+
+from __future__ import annotations
+
+from geoseg.training._config import TrainConfig, load_config
+from geoseg.training._data import (
+    IGNORE,
+    ChipSampler,
+    Dataset,
+    Sample,
+    load_labelset,
+    rasterise_polygons,
+    read_mask,
+)
+from geoseg.training._metrics import PaperMetric, Scores, confusion
+from geoseg.training._pseudo import PseudoLabelConfig, pseudo_samples
+from geoseg.training._trainer import Trainer, evaluate, train
+
+__all__ = [
+    "IGNORE",
+    "ChipSampler",
+    "Dataset",
+    "PaperMetric",
+    "PseudoLabelConfig",
+    "Sample",
+    "Scores",
+    "TrainConfig",
+    "Trainer",
+    "confusion",
+    "evaluate",
+    "load_config",
+    "load_labelset",
+    "pseudo_samples",
+    "rasterise_polygons",
+    "read_mask",
+    "train",
+]
