@@ -10,7 +10,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) -U pip
 	$(PIP) torch==2.13.0 torchvision==0.28.0
-	$(PIP) -e .
+	$(PIP) -e ".[all]"
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed

@@ -29,15 +29,28 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from geoseg.errors import SchedulerError, first_line
+from geoseg.options import Options, option
 
 log = logging.getLogger(__name__)
 
 SCHEDULER_TIMEOUT_S = 5
 #: ``spawn`` here never forks workers (for programs that run GDAL in other threads)
 START_METHOD_ENV = "GEOSEG_START_METHOD"
+
+
+class DaskOptions(Options):
+    """Where a parallel pass runs: a local cluster of worker processes, or a running one."""
+
+    workers: int | None = option(
+        None,
+        "Local Dask worker processes [default: one per core; 0: no Dask, this process does the work].",
+        ge=0,
+    )
+    scheduler: str | None = option(None, "Address of an existing Dask scheduler (tcp://HOST:PORT).")
 
 
 def fork_is_safe(models: bool = False) -> bool:
@@ -93,6 +106,48 @@ def remote_client(address: str) -> Any:
             f"({first_line(exc)}); check the address and that `dask scheduler` runs there, "
             "or leave out --scheduler to run locally"
         ) from exc
+
+
+def open_client(
+    workers: int | None = None,
+    scheduler: str | None = None,
+    *,
+    threads: int = 1,
+    fork: bool | None = None,
+    config: dict[str, Any] | None = None,
+) -> Any:
+    """The one way geoseg gets a Dask client: ``scheduler``'s, or a new LocalCluster.
+
+    A local cluster has ``workers`` one-thread processes (default: one per core, divided
+    by the model ``threads`` each will run); ``workers=0`` means no Dask at all, and gives
+    None (the caller runs everything in this process). ``fork`` forks the local workers
+    (default: when :func:`fork_is_safe`; callers that run models decide themselves);
+    ``config`` are Dask settings the cluster starts with.
+    """
+    if scheduler:
+        return remote_client(scheduler)
+    n = max(1, (os.cpu_count() or 1) // max(threads, 1)) if workers is None else workers
+    if n <= 0:
+        return None
+    return local_client(n, fork=fork_is_safe() if fork is None else fork, config=config)
+
+
+@contextmanager
+def dask_client(
+    workers: int | None = None,
+    scheduler: str | None = None,
+    *,
+    threads: int = 1,
+    fork: bool | None = None,
+    config: dict[str, Any] | None = None,
+) -> Iterator[Any]:
+    """:func:`open_client` for the ``with`` block, closed after it (with its local cluster)."""
+    client = open_client(workers, scheduler, threads=threads, fork=fork, config=config)
+    try:
+        yield client
+    finally:
+        if client is not None:
+            close_client(client)
 
 
 def close_client(client: Any) -> None:

@@ -102,3 +102,30 @@ class DataQuirkWarning(GeosegWarning):
 
 class CogWarning(GeosegWarning):
     """A COG that is valid but not optimal."""
+
+
+class MissingExtraError(GeosegError, ImportError):  # type: ignore[misc]  # both have a path
+    """A library that an optional part of geoseg needs (``geoseg[predict]``) is not installed."""
+
+
+#: The modules each optional extra brings, by top-level name.
+EXTRA_OF_MODULE = {
+    "torch": "predict",
+    "torchvision": "predict",
+    "segmentation_models_pytorch": "predict",
+    "timm": "predict",
+    "onnx": "predict",
+    "onnxscript": "predict",
+    "onnxruntime": "predict",
+}
+
+
+def missing_extra(exc: ModuleNotFoundError, what: str) -> MissingExtraError | None:
+    """The one line for a module an extra would have brought (None for any other module)."""
+    top = (exc.name or "").split(".")[0]
+    extra = EXTRA_OF_MODULE.get(top)
+    if extra is None:
+        return None
+    return MissingExtraError(
+        f"{what} needs {top}, which is not installed; install it with `pip install 'geoseg[{extra}]'`"
+    )

@@ -41,6 +41,14 @@ def _names(value: Any) -> Any:
 Names = Annotated[tuple[str, ...], BeforeValidator(_names)]
 
 
+def _path_text(value: Any) -> Any:
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
+#: A path given as text or as a ``Path``, kept as text (files name it as written).
+PathText = Annotated[str, BeforeValidator(_path_text)]
+
+
 def _ids_or_names(value: Any) -> Any:
     value = _names(value)
     if isinstance(value, tuple):
@@ -64,12 +72,15 @@ def option(
     lt: float | None = None,
     cli: bool = True,
     metavar: str | None = None,
+    alias: str | None = None,
+    unit: str | None = None,
 ) -> Any:
     """A field of an options model: its default, its help and its range, declared once.
 
     ``flag`` overrides the command-line flag (default ``--field-name``), ``short`` adds a
     one-letter one; ``cli=False`` keeps the field off the command line (set by the
-    command itself or Python only).
+    command itself or Python only). ``alias`` is the key's name in files when the Python
+    name must differ (``from``); ``unit`` follows a range in messages (``64..65536 pixels``).
     """
     extra: dict[str, Any] = {"cli": cli}
     if flag:
@@ -78,13 +89,16 @@ def option(
         extra["short"] = short
     if metavar:
         extra["metavar"] = metavar
-    return Field(default, description=help, ge=ge, le=le, gt=gt, lt=lt, json_schema_extra=extra)
+    if unit:
+        extra["unit"] = unit
+    return Field(default, description=help, ge=ge, le=le, gt=gt, lt=lt, alias=alias, json_schema_extra=extra)
 
 
 class Options(BaseModel):
     """Base of every operation's options (see the module doc)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # populate_by_name: a field with a file alias (``from``) is also set by its Python name
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
 
     #: what the options are for, in messages ("predict", "a vectorize step")
     what: ClassVar[str] = "options"
@@ -124,12 +138,27 @@ def _field(model: type[BaseModel], loc: Sequence[Any]) -> FieldInfo | None:
     for part in loc:
         if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
             continue
-        info = current.model_fields.get(str(part))
+        fields = current.model_fields
+        info = fields.get(str(part)) or next((f for f in fields.values() if f.alias == str(part)), None)
         if info is None:
             return None
         ann = info.annotation
         current = next((a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type)), ann)
     return info
+
+
+def _model_at(model: type[BaseModel], loc: Sequence[Any]) -> type[BaseModel] | None:
+    """The (nested) model a location's keys belong to: ``model`` itself for ``()``."""
+    if not loc:
+        return model
+    info = _field(model, loc)
+    if info is None:
+        return None
+    for a in (info.annotation, *getattr(info.annotation, "__args__", ())):
+        for b in (a, *getattr(a, "__args__", ())):
+            if isinstance(b, type) and issubclass(b, BaseModel):
+                return b
+    return None
 
 
 _EXPECTED = {
@@ -158,12 +187,21 @@ def problem(model: type[BaseModel], error: Mapping[str, Any]) -> str:
         return f"must be {_EXPECTED[kind]}{got}"
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
         info = _field(model, error["loc"])
-        lo = hi = None
+        b: dict[str, Any] = {}
         for m in info.metadata if info is not None else ():
-            lo = getattr(m, "ge", lo)
-            hi = getattr(m, "le", hi)
-        if lo is not None and hi is not None:
-            return f"must be in {_bound(lo)}..{_bound(hi)}{got}"
+            for name in ("ge", "gt", "le", "lt"):
+                if getattr(m, name, None) is not None:
+                    b[name] = getattr(m, name)
+        low, high = b.get("ge", b.get("gt")), b.get("le", b.get("lt"))
+        extra = (
+            info.json_schema_extra if info is not None and isinstance(info.json_schema_extra, dict) else {}
+        )
+        unit = f" {extra['unit']}" if extra.get("unit") else ""
+        if low is not None and high is not None:
+            if "ge" in b and "le" in b:  # whole ranges read as 16..4096
+                return f"must be in {_bound(low)}..{_bound(high)}{unit}{got}"
+            left, right = ("[" if "ge" in b else "("), ("]" if "le" in b else ")")
+            return f"must be in {left}{_bound(low)}, {_bound(high)}{right}{unit}{got}"
         text = {
             "greater_than_equal": f"at least {_bound(ctx.get('ge'))}",
             "less_than_equal": f"at most {_bound(ctx.get('le'))}",
@@ -194,7 +232,7 @@ class Caller:
         return out
 
     def known(self, model: type[BaseModel]) -> list[str]:
-        return list(model.model_fields)
+        return [info.alias or name for name, info in model.model_fields.items()]
 
     def path(self) -> str | os.PathLike[str] | None:
         return None
@@ -206,18 +244,23 @@ class Caller:
         loc = [p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
         key = self.key(model, loc)
         if e["type"] == "extra_forbidden":
-            parent = model if len(loc) == 1 else None
+            parent = _model_at(model, loc[:-1])
             known = self.known(parent) if parent is not None else []
             name = str(loc[-1]) if loc else ""
-            text = f"unknown key {key!r}" if loc else "unknown key"
+            where = self.key(model, loc[:-1])
+            text = f"{where}: unknown key {name!r}" if where else f"unknown key {name!r}"
             if known:
                 text += f"{suggest(name, known)}; known keys: {', '.join(known)}"
             return ConfigError(text, self.path())
         if e["type"] == "missing":
             info = _field(model, loc)
             hint = f" ({info.description})" if info is not None and info.description else ""
-            return ConfigError(f"missing key {key!r}{hint}", self.path())
-        return ConfigError(f"{key} {problem(model, e)}", self.path())
+            where = self.key(model, loc[:-1])
+            name = str(loc[-1]) if loc else ""
+            return ConfigError(f"{where + ': ' if where else ''}missing key {name!r}{hint}", self.path())
+        text = problem(model, e)
+        # a validator's own sentence after a colon ("date: date 'x' is not ...")
+        return ConfigError(f"{key}{'' if text.startswith(':') else ' '}{text}", self.path())
 
 
 KEYWORDS = Caller()
@@ -248,7 +291,7 @@ class InFile(Caller):
         return f"{self.prefix}.{inner}" if inner and not inner.startswith("[") else self.prefix + inner
 
     def known(self, model: type[BaseModel]) -> list[str]:
-        return [*dict.fromkeys([*self.extra_known, *model.model_fields])]
+        return [*dict.fromkeys([*self.extra_known, *super().known(model)])]
 
     def path(self) -> str | os.PathLike[str] | None:
         return self.file

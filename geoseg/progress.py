@@ -6,6 +6,7 @@ with ``(done, total, postfix)`` as work completes.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -40,3 +41,26 @@ class Phases:
             report(self.progress, round(lo + (hi - lo) * frac), self.SCALE, postfix or label)
 
         return update
+
+
+class MapsProgress:
+    """One progress callback over several maps predicted at once: tiles done of all maps
+    (``totals``: each map's tile count)."""
+
+    def __init__(self, progress: Progress | None, totals: Sequence[int]) -> None:
+        self._progress = progress
+        self._done = [0] * len(totals)
+        self._total = list(totals)
+        self._lock = threading.Lock()
+
+    def part(self, k: int) -> Progress | None:
+        if self._progress is None:
+            return None
+
+        def report(done: int, total: int, postfix: str = "") -> None:
+            with self._lock:
+                self._done[k], self._total[k] = done, total
+                if self._progress is not None:  # the bar draws from one thread at a time
+                    self._progress(sum(self._done), sum(self._total), postfix)
+
+        return report

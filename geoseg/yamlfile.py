@@ -60,11 +60,14 @@ def parse_yaml(text: str, path: str | os.PathLike[str], error: type[GeosegError]
         raise error(f"not valid YAML: {yaml_problem(exc)}", path) from None
 
 
-def read_yaml(path: str | os.PathLike[str], error: type[GeosegError] = ConfigError) -> Any:
-    """The YAML file at ``path`` as Python values (see the module doc for the rules)."""
+def read_yaml(
+    path: str | os.PathLike[str], error: type[GeosegError] = ConfigError, what: str = "file"
+) -> Any:
+    """The YAML file at ``path`` as Python values (see the module doc for the rules);
+    ``what`` names it when it is missing (``no such workflow file``)."""
     p = Path(path)
     if not p.is_file():
-        raise MissingFileError("no such file" if not p.exists() else "is not a file", p)
+        raise MissingFileError(f"no such {what}" if not p.exists() else "is not a file", p)
     try:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError:

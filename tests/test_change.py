@@ -18,12 +18,14 @@ from click.testing import CliRunner
 from pyproj import Geod
 from rasterio.crs import CRS
 
+from geoseg.api import change
 from geoseg.classes import CLASS_NODATA, ClassInfo
 from geoseg.cli import main
 from geoseg.data import CLASSES, SceneSpec, change_truth, scene_grid
 from geoseg.errors import ConfigError
 from geoseg.raster import Grid, class_map_writer, validate_cog
 from geoseg.temporal import ChangeEncoding, align_maps, detect_change, first_loss, parse_date, track_loss
+from geoseg.vector import read_styles
 
 GEOSEG = str(Path(sys.executable).parent / "geoseg")
 SPEC = SceneSpec(448, 544, seed=11)
@@ -56,7 +58,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, np.ndarr
 def pair_result(pair: tuple, tmp_path_factory: pytest.TempPathFactory) -> tuple:
     b, a, *_ = pair
     d = tmp_path_factory.mktemp("pair_out")
-    res = detect_change(b, a, d / "change.gpkg", raster=d / "change.tif", landcover=True,
+    res = change(b, a, d / "change.gpkg", raster=d / "change.tif", landcover=True,
                         report_dir=d / "report", block_size=128, workers=0)  # fmt: skip
     return res, d
 
@@ -115,7 +117,11 @@ def test_truth_pair_matrix_raster_and_polygons_are_exact(pair: tuple, pair_resul
     # Land-cover layers of both dates, and the tables.
     layers = dict(pyogrio.list_layers(d / "change.gpkg"))
     assert layers == {"change": "Polygon", "landcover_before": "Polygon", "landcover_after": "Polygon",
-                      "transitions": None, "transition_matrix": None, "class_change": None}  # fmt: skip
+                      "transitions": None, "transition_matrix": None, "class_change": None,
+                      "layer_styles": None}  # fmt: skip
+    # each polygon layer opens styled in QGIS: its default style is in the file
+    styled = {s["f_table_name"] for s in read_styles(d / "change.gpkg") if s["useAsDefault"]}
+    assert styled == {"change", "landcover_before", "landcover_after"}
     lc = pyogrio.read_dataframe(d / "change.gpkg", layer="landcover_before")
     n_before = len(list(rasterio.features.shapes(before, mask=before != CLASS_NODATA)))
     assert len(lc) == n_before and abs(lc["area_ha"].sum() - by_hand.sum() * 0.01) < 1.0
@@ -307,7 +313,7 @@ def series(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], dict[s
 @pytest.mark.parametrize("persist", [2, 1])
 def test_loss_years_with_persistence(series: tuple, tmp_path: Path, persist: int) -> None:
     paths, where, _ = series
-    res = track_loss(paths, DATES, "forest", tmp_path / "loss.gpkg", loss_year=tmp_path / "ly.tif",
+    res = track_loss(paths, tmp_path / "loss.gpkg", dates=DATES, forest="forest", loss_year=tmp_path / "ly.tif",
                      persist=persist, workers=0, block_size=16)  # fmt: skip
     with rasterio.open(tmp_path / "ly.tif") as ds:
         ly = ds.read(1)

@@ -345,7 +345,7 @@ def test_predict_bad_inputs(tmp_path: Path, scene: Path, tiny_model: Path) -> No
         predict([scene], tiny_model, scene)
     with pytest.raises(OutputError, match="does not exist"):
         predict([scene], tiny_model, tmp_path / "no" / "o.tif")
-    with pytest.raises(GeosegError, match=r"--tile-size must be in 16\.\.4096, got 5000"):
+    with pytest.raises(GeosegError, match=r"^tile_size must be in 16\.\.4096, got 5000"):
         predict([scene], tiny_model, tmp_path / "o.tif", tile_size=5000)
     with pytest.raises(OutputError, match="both --out and --probabilities"):
         predict([scene], tiny_model, tmp_path / "o.tif", probabilities=tmp_path / "." / "o.tif")

@@ -26,7 +26,7 @@ from scipy import ndimage
 from geoseg.classes import ClassInfo
 from geoseg.cli import main
 from geoseg.raster import class_tags
-from geoseg.vector import PolygonizeStats, polygonize_frame, vectorize
+from geoseg.vector import PolygonizeStats, polygonize_frame, read_styles, vectorize
 
 BIN = Path(sys.executable).parent
 UTM = Affine(10, 0, 500_000, 0, -10, 9_000_000)  # 10 m pixels: 1 pixel = 100 m² = 0.01 ha
@@ -346,7 +346,11 @@ def test_formats_layers_and_class_names(tmp_path: Path) -> None:
     gpkg = tmp_path / "out.gpkg"
     first = vectorize(path, gpkg, block_size=20, workers=0)
     vectorize(path, gpkg, layer="sieved", min_area_ha=0.05, block_size=20, workers=0)
-    assert [tuple(x) for x in pyogrio.list_layers(gpkg)] == [("landcover", "Polygon"), ("sieved", "Polygon")]
+    assert sorted(tuple(x) for x in pyogrio.list_layers(gpkg)) == [
+        ("landcover", "Polygon"), ("layer_styles", None), ("sieved", "Polygon"),
+    ]  # fmt: skip
+    # both layers open coloured by class in QGIS
+    assert {s["f_table_name"] for s in read_styles(gpkg) if s["useAsDefault"]} == {"landcover", "sieved"}
     info = pyogrio.read_info(gpkg, layer="landcover")
     assert info["features"] == first.polygons
     assert list(info["fields"]) == ["class_id", "class_name", "area_ha", "perimeter_m"]

@@ -235,7 +235,9 @@ def test_typo_key_rejected_before_any_work(tmp_path: Path) -> None:
     doc["steps"][1]["tile_sise"] = 256
     wf_file = write_workflow(tmp_path / "typo.yaml", doc)
     p = cli("run", str(wf_file), "--out-dir", str(tmp_path / "out"), cwd=tmp_path)
-    one_line_error(p, "step 'landcover' (predict): unknown key 'tile_sise' (did you mean 'tile_size'?)")
+    one_line_error(
+        p, "typo.yaml: steps[1]: unknown key 'tile_sise' (did you mean 'tile_size'?); known keys: name, kind"
+    )
     assert listing(tmp_path) == ["typo.yaml"]  # nothing written, not even the output folder
 
 
@@ -266,7 +268,7 @@ def test_imagery_where_a_class_map_is_wanted_is_refused_before_work(tmp_path: Pa
     doc["steps"][2]["map"] = "region"  # the vectorize step, given the synthetic imagery
     wf_file = write_workflow(tmp_path / "img.yaml", doc)
     p = cli("run", str(wf_file), "--out-dir", str(tmp_path / "out"), cwd=tmp_path)
-    one_line_error(p, "step 'polygons' (vectorize): map: 'region' is imagery, not a class map")
+    one_line_error(p, "img.yaml: steps[2].map: 'region' is imagery, not a class map")
     assert listing(tmp_path) == ["img.yaml"]
     doc = json.loads(json.dumps(TRUTHS))
     doc["steps"][3]["after"] = "after"  # change: imagery as the later map
@@ -282,13 +284,11 @@ def test_synthetic_size_is_bounded(tmp_path: Path) -> None:
     doc = json.loads(json.dumps(SMALL))
     doc["steps"][0]["size"] = 70_000
     with pytest.raises(
-        ConfigError, match="step 'region' \\(synthetic\\): size must be at most 65536, got 70000"
+        ConfigError, match=r"big.yaml: steps\[0\].size must be in 64\.\.65536 pixels, got 70000"
     ):
         load_workflow(write_workflow(tmp_path / "big.yaml", doc), tmp_path / "out")
     doc["steps"][0].update(size=256, date="notadate")
-    with pytest.raises(
-        ConfigError, match=r"big.yaml: step 'region' \(synthetic\): date: date 'notadate' is not"
-    ):
+    with pytest.raises(ConfigError, match=r"big.yaml: steps\[0\].date: date 'notadate' is not"):
         load_workflow(write_workflow(tmp_path / "big.yaml", doc), tmp_path / "out")
     assert listing(tmp_path) == ["big.yaml"]
 
@@ -349,7 +349,7 @@ def test_duplicate_yaml_key_is_refused(tmp_path: Path) -> None:
 def test_training_configs_are_workflows(shared_data: Path, tmp_path: Path, name: str) -> None:
     wf = load_workflow(REPO / "workflows" / f"{name}.yaml", tmp_path / "out")
     (step,) = wf.steps
-    assert step.kind == "train" and step.train_config.out.endswith(".safetensors")
+    assert step.kind == "train" and step.spec.out.endswith(".safetensors")
     r = run_workflow(wf, dry_run=True)
     assert [e.status for e in r.events] == ["would run"]
     assert not (tmp_path / "out").exists()
@@ -373,16 +373,16 @@ def test_self_training_teacher_is_a_fingerprinted_input(shared_data: Path, tmp_p
     (ref,) = student.refs["teacher"]
     assert ref.step == "teacher" and ref.items[0].path == tmp_path / "teacher.safetensors"
     # the student trains from the teacher step's output; its parameters keep what was written
-    assert student.train_config.pseudo_labels == {"teacher": str(tmp_path / "teacher.safetensors"),
+    assert student.spec.pseudo_labels == {"teacher": str(tmp_path / "teacher.safetensors"),
                                                   "confidence": 0.95}  # fmt: skip
     assert student.params["config"]["pseudo_labels"]["teacher"] == "teacher"
     assert from_catalog.refs["teacher"][0].entry == "forest-s2-rgb"
-    assert Path(from_catalog.train_config.pseudo_labels["teacher"]).name == "forest-s2-rgb.safetensors"
+    assert Path(from_catalog.spec.pseudo_labels["teacher"]).name == "forest-s2-rgb.safetensors"
     r = run_workflow(wf, dry_run=True)
     assert [e.status for e in r.events] == ["would run"] * 3
     doc["steps"][1]["pseudo_labels"]["teacher"] = "techer"
     with pytest.raises(
-        CatalogError, match=r"student.*pseudo_labels\.teacher: no model 'techer' in the catalog"
+        CatalogError, match=r"st.yaml: steps\[1\]\.pseudo_labels\.teacher: no model 'techer' in the catalog"
     ):
         load_workflow(write_workflow(tmp_path / "st.yaml", doc), tmp_path / "out")
 

@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from geoseg import __version__
-from geoseg.errors import GeosegError
+from geoseg.errors import GeosegError, missing_extra
 
 # name -> (module, short help). Modules are imported lazily.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -70,6 +70,13 @@ class LazyGroup(click.Group):
                 raise
             click.echo(f"geoseg: error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except ModuleNotFoundError as exc:
+            # an optional part (models: geoseg[predict]) that is not installed: one line
+            missing = missing_extra(exc, f"`{ctx.invoked_subcommand or 'geoseg'}`")
+            if missing is None or (ctx.obj and ctx.obj.get("debug")):
+                raise
+            click.echo(f"geoseg: error: {missing}", err=True)
+            sys.exit(missing.exit_code)
         except click.UsageError as exc:
             # a mistyped option or value: the same one line as any bad input (click would
             # print the usage, a hint and the error on four lines)

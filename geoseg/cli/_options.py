@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from geoseg.cluster import DaskOptions
 from geoseg.options import Flags, Options, flag_of
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -27,7 +28,8 @@ M = TypeVar("M", bound=Options)
 
 
 class CommaList(click.ParamType):
-    """``a,b,c`` -> ``("a", "b", "c")`` (band names, classes, dates)."""
+    """``a,b,c`` -> ``("a", "b", "c")`` (band names, classes, dates); the option may also be
+    repeated, and the pieces are joined in order (``--from forest --from water``)."""
 
     name = "list"
 
@@ -35,6 +37,16 @@ class CommaList(click.ParamType):
         if isinstance(value, tuple):
             return value
         return tuple(v.strip() for v in str(value).split(",") if v.strip())
+
+
+class IntChoice(click.Choice):
+    """A choice among whole numbers (``--connectivity 4``), given back as an int."""
+
+    def __init__(self, choices: Sequence[int]) -> None:
+        super().__init__([str(c) for c in choices])
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return int(super().convert(str(value), param, ctx))
 
 
 def _plain(annotation: Any) -> tuple[Any, bool]:
@@ -54,7 +66,10 @@ def _click_type(annotation: Any) -> Any:
     if get_origin(ann) is typing.Annotated:
         ann = get_args(ann)[0]
     if get_origin(ann) is Literal:
-        return click.Choice([str(a) for a in get_args(ann)])
+        choices = get_args(ann)
+        if all(isinstance(c, int) and not isinstance(c, bool) for c in choices):
+            return IntChoice(choices)
+        return click.Choice([str(a) for a in choices])
     if get_origin(ann) in (tuple, list):
         return CommaList()
     if ann in (int, float, str, bool):
@@ -80,10 +95,11 @@ def click_option(name: str, info: FieldInfo) -> Callable[[F], F]:
             decls[0] = f"{flag}/--no-{flag[2:]}"
         kwargs.update(is_flag=True, default=bool(default))
     else:
-        kwargs.update(type=_click_type(info.annotation), default=default)
-        if isinstance(default, tuple):
-            kwargs["default"] = ",".join(default)
-        kwargs["show_default"] = default is not None and not required
+        kind = _click_type(info.annotation)
+        kwargs.update(type=kind, default=default)
+        if isinstance(kind, CommaList):
+            kwargs.update(multiple=True, default=default or ())
+        kwargs["show_default"] = default is not None and not required and default != ()
         if extra.get("metavar"):
             kwargs["metavar"] = extra["metavar"]
     return click.option(*decls, **kwargs)
@@ -98,6 +114,8 @@ def options(
         for n, info in model.model_fields.items()
         if _extra(info).get("cli", True) and n not in exclude and (only is None or n in only)
     ]
+    # where the work runs (--workers, --scheduler) last, after what the command does
+    names.sort(key=lambda n: n in DaskOptions.model_fields)
 
     def decorate(f: F) -> F:
         for name in reversed(names):  # click lists options in the order they are applied, reversed
@@ -110,7 +128,13 @@ def options(
 def from_flags(model: type[M], values: dict[str, Any], **fixed: Any) -> M:
     """``model`` built from a command's keywords (its own fields only) plus ``fixed`` values;
     errors name the flags."""
-    own = {k: v for k, v in values.items() if k in model.model_fields}
+    own: dict[str, Any] = {}
+    for k, v in values.items():
+        if k not in model.model_fields:
+            continue
+        if isinstance(v, tuple) and all(isinstance(x, tuple) for x in v):  # a repeated list option
+            v = tuple(x for part in v for x in part) or None
+        own[k] = v
     return model.build({**own, **fixed}, Flags())
 
 

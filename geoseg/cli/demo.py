@@ -7,7 +7,9 @@ from typing import Any
 
 import click
 
+from geoseg.cli._options import from_flags, options
 from geoseg.cli._progress import progress_bar
+from geoseg.workflow import DemoOptions
 
 # What each product is, for the list the demo ends with.
 _WHAT = {
@@ -32,30 +34,14 @@ _WHAT = {
 @click.command("demo")
 @click.option("--out", "out_dir", default=None, type=click.Path(path_type=Path),
               help="Output folder [default: geoseg-demo, with --real geoseg-demo-real].")  # fmt: skip
-@click.option("--size", default=2048, show_default=True, help="Region width and height in pixels.")
-@click.option(
-    "--seed", default=3, show_default=True, help="Which synthetic region (the model was trained on 7)."
-)
-@click.option("--model", default=None,
-              help="Catalog model name or checkpoint [default: demo-synthetic; with --real: forest-s2-rgb].")  # fmt: skip
-@click.option("--real", is_flag=True,
-              help="Map the Amazon validation tiles of the catalog and score them against their masks.")  # fmt: skip
-@click.option("--force", is_flag=True, help="Redo every step (by default a rerun skips what is done).")
-@click.option("--workers", type=int, default=None, help="Local Dask workers [default: one per core].")
-def command(
-    out_dir: Path | None,
-    size: int,
-    seed: int,
-    model: str | None,
-    real: bool,
-    force: bool,
-    workers: int | None,
-) -> None:
+@options(DemoOptions)
+def command(out_dir: Path | None, **flags: Any) -> None:
     """Map a synthetic region at two dates, vectorise it, detect change and forest loss,
     and report accuracy against its known truth, offline. Ends by listing every product."""
     from geoseg.workflow import run_demo
 
-    out_dir = out_dir or Path("geoseg-demo-real" if real else "geoseg-demo")
+    opts = from_flags(DemoOptions, flags)
+    out_dir = out_dir or Path("geoseg-demo-real" if opts.real else "geoseg-demo")
     bars: dict[str, Any] = {}
 
     def progress(step: Any) -> Any:
@@ -72,10 +58,7 @@ def command(
             click.echo(f"{ev.step}: already done, skipped (--force redoes it)")
 
     try:
-        result = run_demo(
-            out_dir, size=size, seed=seed, model=model, workers=workers, real=real, force=force,
-            progress=progress, on_event=on_event,
-        )  # fmt: skip
+        result = run_demo(out_dir, opts, progress=progress, on_event=on_event)
     finally:
         for cm in bars.values():
             cm.__exit__(None, None, None)

@@ -22,6 +22,7 @@ from geoseg.inference._model import (
     save_checkpoint,
 )
 from geoseg.inference._onnx import cache_dir, cpu_fingerprint, export_onnx, onnx_cache_path
+from geoseg.inference._options import PredictOptions, PredictResult, PredictSettings
 from geoseg.inference._pipeline import predict
 from geoseg.inference._predictor import (
     Predictor,
@@ -42,6 +43,9 @@ __all__ = [
     "ARCHITECTURES",
     "LoadedModel",
     "ModelSpec",
+    "PredictOptions",
+    "PredictResult",
+    "PredictSettings",
     "Predictor",
     "TileStore",
     "auto_batch_size",

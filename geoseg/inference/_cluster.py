@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from geoseg.cluster import close_client, fork_is_safe, local_client, remote_client
+from geoseg.cluster import close_client, fork_is_safe, open_client
 from geoseg.errors import ModelError, SchedulerError
 from geoseg.inference._options import PredictOptions
 from geoseg.inference._tasks import _PREDICTORS, _warm, predict_tiles
@@ -53,17 +52,16 @@ def connect(scheduler: str | None, workers: int | None, threads: int, fork: bool
     ``fork``: fork the local workers; None decides by :func:`may_fork`. Call it from the
     thread that does this process's GDAL work (no other thread may be in GDAL at a fork).
     """
-    if scheduler:
-        return remote_client(scheduler)
-    n = workers or max(1, (os.cpu_count() or 1) // max(threads, 1))
     # One task per worker thread at a time. Dask's default (10 % more) gives each
     # single-threaded worker a second task in advance, so which worker gets which batch
     # drifts with the finishing order; one at a time, the workers take batches strictly
     # in turn, each walks down its own strip (grid.batch_tiles) and finds the block rows
     # it shares with its previous batch still decoded: reads 0.07 -> 0.05 s per batch
     # (4096^2 run, 2 workers). A task lasts seconds, the scheduler's round trip ~1 ms.
-    fork = may_fork() if fork is None else fork
-    return local_client(n, fork=fork, config={"distributed.scheduler.worker-saturation": 1.0})
+    return open_client(
+        workers or None, scheduler, threads=threads, fork=may_fork() if fork is None else fork,
+        config={"distributed.scheduler.worker-saturation": 1.0},
+    )  # fmt: skip
 
 
 def warm_workers(client: Any, model_path: Path, opts: PredictOptions) -> list[Any]:

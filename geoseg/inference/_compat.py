@@ -14,7 +14,9 @@ nothing. It must be imported before smp, timm or torchvision; ``geoseg.model`` d
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 _LIBRARY: object | None = None  # keeps the torch.library.Library alive for the process
@@ -67,8 +69,27 @@ def import_smp() -> Any:
     """``segmentation_models_pytorch``, imported only after the patch above has run.
 
     Every geoseg module gets smp through here, so no import sorter can reorder the two.
+    It is imported with the Hugging Face hub offline: geoseg builds every encoder without
+    pretrained weights, and the machines it is built on have no hub access, so a mistaken
+    download must fail at once rather than retry for 20 s. huggingface_hub reads the
+    setting when it is first imported (smp and timm import it), so it holds for geoseg's
+    model builds from then on, while the caller's own environment is left as it was.
     """
     ensure_torchvision_importable()
-    import segmentation_models_pytorch
+    with _hub_offline():
+        import segmentation_models_pytorch
 
     return segmentation_models_pytorch
+
+
+@contextlib.contextmanager
+def _hub_offline() -> Iterator[None]:
+    """``HF_HUB_OFFLINE=1`` for the block (unless the caller set it), then as it was."""
+    before = os.environ.get("HF_HUB_OFFLINE")
+    if before is None:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)

@@ -1,41 +1,64 @@
-"""The options of a prediction, and what a prediction returns."""
+"""The options of a prediction, declared once, and what a prediction returns."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from geoseg.errors import GeosegError
-from geoseg.inference._model import check_zoom
-from geoseg.raster import (
-    MAX_TILE,
-    Grid,
-)
+from pydantic import ValidationInfo, field_validator
+
+from geoseg.cluster import DaskOptions
+from geoseg.inference._model import MAX_ZOOM
+from geoseg.options import Names, Options, PathText, option
+from geoseg.raster import MAX_TILE, Grid
 
 
-@dataclass(frozen=True)
-class PredictOptions:
-    tile_size: int = 512
-    overlap: int = 64
-    batch_size: int | None = None  # None: sized to the tile and device (inference.auto_batch_size)
-    device: str = "auto"
-    backend: str = "auto"
-    threads: int = 1  # torch/ONNX threads per worker; one per core keeps results reproducible
-    tta: bool = False  # mean over the 8 rotations/flips of each tile (inference.dihedral_mean)
-    zoom: float = 1.0  # the model sees each tile resampled by this factor (inference.zoomed)
+class PredictSettings(Options):
+    """How a model maps a scene: the tiling, the device, the test-time options.
 
-    def __post_init__(self) -> None:
-        if not 16 <= self.tile_size <= MAX_TILE:
-            raise GeosegError(
-                f"--tile-size must be in 16..{MAX_TILE}, got {self.tile_size} (a model's working memory "
-                "grows with the tile; --overlap gives it context)"
-            )
-        if self.overlap < 0 or self.overlap >= self.tile_size:
-            raise GeosegError(f"--overlap must be in 0..{self.tile_size - 1}, got {self.overlap}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise GeosegError(f"--batch-size must be at least 1, got {self.batch_size}")
-        check_zoom(self.zoom, "--zoom")
+    The keys of a workflow's predict step too; :class:`PredictOptions` adds what only a
+    single run has (where it runs, probabilities, resume).
+    """
+
+    what = "predict"
+
+    bands: Names | None = option(
+        None, "Band names or 1-based indices to feed the model, in its order, comma-separated."
+    )
+    # a model's working memory grows with the tile; --overlap gives it context
+    tile_size: int = option(512, "Tile core size in pixels.", ge=16, le=MAX_TILE)
+    overlap: int = option(64, "Context pixels read around each tile core.", ge=0)
+    batch_size: int | None = option(
+        None,
+        "Tiles per model batch (and per Dask task) [default: sized to tile and device: 4 at tile 512 on CPU].",
+        ge=1,
+    )
+    device: str = option("auto", "auto, cpu or cuda[:N].")
+    backend: Literal["auto", "torch", "onnx"] = option(
+        "auto", "Inference engine (auto: ONNX Runtime on CPU)."
+    )
+    # one thread per worker process keeps results reproducible and the cores busy
+    threads: int = option(1, "Model threads per worker.", ge=1)
+    tta: bool = option(
+        False,
+        "Average the model over the 8 rotations/flips of each tile (8x slower, slightly more accurate).",
+    )
+    zoom: float | None = option(
+        None,
+        "Resample each tile by this factor for the model, e.g. 3 for a 10 m model on 30 m pixels "
+        "(zoom^2 slower) [default: the model's own, 1 unless its card says otherwise].",
+        gt=0,
+        le=MAX_ZOOM,
+    )
+
+    @field_validator("overlap")
+    @classmethod
+    def _inside_the_tile(cls, v: int, info: ValidationInfo) -> int:
+        tile = info.data.get("tile_size")
+        if isinstance(tile, int) and v >= tile:
+            raise ValueError(f"must be in 0..{tile - 1}, got {v}")
+        return v
 
     def batch_for(self, device: str) -> int:
         """Tiles per batch on ``device`` (a resolved device name)."""
@@ -44,7 +67,8 @@ class PredictOptions:
         if self.batch_size is not None:
             return self.batch_size
         # the pixels the model sees: a zoomed tile costs zoom^2 as much memory
-        return auto_batch_size(device, round((self.zoom * (self.tile_size + 2 * self.overlap)) ** 2))
+        zoom = 1.0 if self.zoom is None else self.zoom
+        return auto_batch_size(device, round((zoom * (self.tile_size + 2 * self.overlap)) ** 2))
 
     def resolve(self) -> tuple[str, str, int]:
         """``(device, backend, tiles per batch)`` for the machine this runs on."""
@@ -54,8 +78,19 @@ class PredictOptions:
         return dev, resolve_backend(self.backend, dev), self.batch_for(dev)
 
 
+class PredictOptions(DaskOptions, PredictSettings):
+    """Every option of one prediction (``geoseg predict``, :func:`geoseg.predict`)."""
+
+    probabilities: PathText | None = option(
+        None, "Also write per-class probabilities (uint8, value/254) to this file.", metavar="PATH"
+    )
+    resume: bool = option(False, "Reuse the tiles an interrupted run already finished.")
+
+
 @dataclass
 class PredictResult:
+    """What a prediction made: the class COG, its grid, its tiles and how long it took."""
+
     out: Path
     grid: Grid
     tiles: int

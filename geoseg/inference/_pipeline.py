@@ -29,7 +29,13 @@ import numpy as np
 
 from geoseg import __version__
 from geoseg.cluster import close_client
-from geoseg.errors import GeosegError, MissingFileError, ModelError, OutputError, SchedulerError
+from geoseg.errors import (
+    GeosegError,
+    MissingFileError,
+    ModelError,
+    OutputError,
+    SchedulerError,
+)
 from geoseg.files import check_writable
 from geoseg.inference._cluster import (
     _ClusterStart,
@@ -57,45 +63,58 @@ log = logging.getLogger(__name__)
 
 
 def predict(
-    images: Sequence[str | os.PathLike[str]],
+    images: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     model: str | os.PathLike[str],
     out: str | os.PathLike[str],
+    options: PredictOptions | None = None,
     *,
-    tile_size: int = 512,
-    overlap: int = 64,
-    batch_size: int | None = None,
-    device: str = "auto",
-    backend: str = "auto",
-    workers: int | None = None,
-    threads: int = 1,
-    scheduler: str | None = None,
     client: Any = None,
-    probabilities: str | os.PathLike[str] | None = None,
-    resume: bool = False,
-    bands: Sequence[str | int] | None = None,
     progress: Progress | None = None,
     tags: dict[str, str] | None = None,
-    tta: bool = False,
-    zoom: float | None = None,
+    **keywords: Any,
 ) -> PredictResult:
-    """Predict a class COG for one scene or a mosaic of adjacent scenes (see ``geoseg predict``).
+    """Predict a class COG for one scene or a mosaic of adjacent scenes (``geoseg predict``).
 
-    ``tags`` are added to the COG's metadata (e.g. a workflow's provenance record).
-    ``tta`` averages the model over the 8 rotations and flips of each tile (8x the model
-    time; ``inference.dihedral_mean``). ``zoom`` resamples each tile by this factor for
-    the model and the scores back (``inference.zoomed``; zoom^2 the model time); None:
-    the model's own (``ModelSpec.zoom``, 1 unless its card says otherwise).
+    Parameters
+    ----------
+    images
+        One image (a path, a GDAL name or a catalog scene) or several adjacent ones.
+    model
+        A checkpoint path or a catalog model name.
+    out
+        The class COG to write.
+    options
+        The prediction's options (:class:`PredictOptions`); ``keywords`` are the same
+        options by name (``tile_size=256``) and override it.
+    client
+        A Dask client to run on instead of the options' workers or scheduler.
+    progress
+        Called with ``(tiles done, tiles in all, rate)`` as tiles finish.
+    tags
+        Added to the COG's metadata (e.g. a workflow's provenance record).
+
+    Returns
+    -------
+    PredictResult
+        The output's path and grid, the tile counts and the time taken.
     """
     from geoseg.files import file_sha256
     from geoseg.inference._model import read_spec, resolve_model_path
 
     t0 = time.perf_counter()
+    opts = (
+        PredictOptions.build({**options.model_dump(), **keywords})
+        if options
+        else PredictOptions.build(keywords)
+    )
+    if isinstance(images, (str, os.PathLike)):
+        images = [images]
     images = [_image_path(i) for i in images]  # the inputs first: what a user most often mistypes
     model_path = resolve_model_path(model).resolve()
     spec = read_spec(model_path)
-    opts = PredictOptions(
-        tile_size, overlap, batch_size, device, backend, threads, tta, spec.zoom if zoom is None else zoom
-    )
+    if opts.zoom is None:
+        opts = opts.replace(zoom=spec.zoom)  # the model's own
+    workers, scheduler = opts.workers, opts.scheduler
     own_client = client is None
     # --workers 0: no Dask; this process reads and predicts the tiles itself (a debugger,
     # a one-core machine, a small scene without the cluster's start-up)
@@ -122,8 +141,8 @@ def predict(
     starting = _ClusterStart(workers, opts.threads) if local and not fork else None
     try:
         return _plan_and_run(
-            images, model_path, spec, bands, out, probabilities, opts, scheduler, workers, client,
-            own_client, starting, in_process, resume, progress, tags or {}, t0,
+            images, model_path, spec, opts.bands, out, opts.probabilities, opts, scheduler, workers, client,
+            own_client, starting, in_process, opts.resume, progress, tags or {}, t0,
         )  # fmt: skip
     finally:
         if starting is not None:
@@ -248,8 +267,12 @@ def _plan_and_run(
                 writer.finish()
                 if closing is not None:
                     closing.result()
-        except BaseException:
+        except BaseException as exc:
             writer.abort()
+            # An interrupted run (Ctrl-C, a lost cluster) keeps its finished tiles for
+            # --resume; a run that failed on its input or a bug leaves nothing behind.
+            if not isinstance(exc, (KeyboardInterrupt, SchedulerError)):
+                store.remove()
             raise
     except BaseException:
         if own_client and client is not None and not closed:

@@ -31,6 +31,7 @@ import xarray as xr
 from geoseg.classes import CLASS_NODATA, ClassInfo, default_colour
 from geoseg.errors import BadRasterError, GeosegError, ModelError
 from geoseg.files import check_writable
+from geoseg.inference._options import PredictSettings
 from geoseg.raster import Grid, Tile, Window, batch_tiles, class_map_writer, open_raster
 
 # One Predictor per process (pipeline._PREDICTORS); this lock stops two threads of the
@@ -137,13 +138,36 @@ def _spatial_dims(da: xr.DataArray) -> tuple[Hashable, Hashable]:
         ) from exc
 
 
-def _select_bands(da: xr.DataArray, band_dim: Hashable | None, spec: Any, model_name: str) -> xr.DataArray:
-    """The model's bands, by name when the band coordinate names them, else all in order."""
+def _select_bands(
+    da: xr.DataArray,
+    band_dim: Hashable | None,
+    spec: Any,
+    model_name: str,
+    wanted: Sequence[str] | None = None,
+) -> xr.DataArray:
+    """``wanted`` bands (names in the band coordinate, or 1-based indices), else the model's
+    bands by name when the band coordinate names them, else all in order."""
+    names = (
+        [str(v).lower() for v in da[band_dim].values]
+        if band_dim is not None and band_dim in da.coords
+        else []
+    )
+    if wanted and band_dim is not None:
+        picks = []
+        for w in wanted:
+            if w.isdigit() and 1 <= int(w) <= da.sizes[band_dim]:
+                picks.append(int(w) - 1)
+            elif w.lower() in names:
+                picks.append(names.index(w.lower()))
+            else:
+                raise ModelError(
+                    f"bands: the DataArray has no band {w!r} (it has {names or da.sizes[band_dim]})"
+                )
+        da = da.isel({band_dim: picks})
+        names = [names[i] for i in picks] if names else []
     n = 1 if band_dim is None else da.sizes[band_dim]
-    if band_dim is not None and band_dim in da.coords:
-        names = [str(v).lower() for v in da[band_dim].values]
-        if all(b.lower() in names for b in spec.bands):
-            return da.isel({band_dim: [names.index(b.lower()) for b in spec.bands]})
+    if names and not wanted and all(b.lower() in names for b in spec.bands):
+        return da.isel({band_dim: [names.index(b.lower()) for b in spec.bands]})
     if n != len(spec.bands):
         have = list(map(str, da[band_dim].values)) if band_dim is not None and band_dim in da.coords else n
         raise ModelError(
@@ -190,14 +214,8 @@ def _class_attrs(classes: Sequence[ClassInfo], model_name: str) -> dict[str, Any
 def predict_xr(
     da: xr.DataArray,
     model: str | os.PathLike[str],
-    tile_size: int = 512,
-    overlap: int = 64,
-    batch_size: int | None = None,
-    device: str = "auto",
-    backend: str = "auto",
-    threads: int = 1,
-    tta: bool = False,
-    zoom: float | None = None,
+    options: PredictSettings | None = None,
+    **keywords: Any,
 ) -> xr.DataArray:
     """Lazy class map of a ``(band, y, x)`` DataArray -> uint8 ``(y, x)`` DataArray.
 
@@ -211,8 +229,8 @@ def predict_xr(
 
     Nothing is computed here: each batch of ``batch_size`` tiles is one dask task, run by
     whatever scheduler computes the result (threads, processes or a distributed cluster).
-    ``threads`` is the torch/ONNX thread count per running task; ``tta`` and ``zoom`` as
-    in ``pipeline.predict``.
+    ``options`` (or the same by name in ``keywords``) are those of :func:`predict` but
+    where it runs: ``threads`` is the torch/ONNX thread count per running task.
     """
     import dask
     import dask.array as dsa
@@ -221,13 +239,13 @@ def predict_xr(
     from geoseg.files import file_sha256
     from geoseg.inference._device import resolve_backend, resolve_device
     from geoseg.inference._model import read_spec, resolve_model_path
-    from geoseg.inference._pipeline import PredictOptions, _ensure_onnx_export
+    from geoseg.inference._pipeline import _ensure_onnx_export
 
+    opts = PredictSettings.build({**(options.model_dump() if options else {}), **keywords})
     model_path = resolve_model_path(model).resolve()
     spec = read_spec(model_path)
-    opts = PredictOptions(
-        tile_size, overlap, batch_size, device, backend, threads, tta, spec.zoom if zoom is None else zoom
-    )
+    if opts.zoom is None:
+        opts = opts.replace(zoom=spec.zoom)
     y_dim, x_dim = _spatial_dims(da)
     band_dims = [d for d in da.dims if d not in (y_dim, x_dim)]
     if len(band_dims) > 1:
@@ -239,7 +257,7 @@ def predict_xr(
     if band_dim is not None and "nodatavals" in da.attrs and band_dim in da.coords:
         # keep per-band nodata in step with the band selection below
         nodata = dict(zip(map(str, da[band_dim].values), np.atleast_1d(da.attrs["nodatavals"]), strict=False))
-    da = _select_bands(da, band_dim, spec, model_path.name)
+    da = _select_bands(da, band_dim, spec, model_path.name, opts.bands)
     if isinstance(nodata, dict):
         nodata = [nodata[str(v)] for v in da[band_dim].values]
     da = da.transpose(band_dim, y_dim, x_dim) if band_dim is not None else da.expand_dims("band", axis=0)

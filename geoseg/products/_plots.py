@@ -235,7 +235,8 @@ def plot_loss_year_map(
 ) -> Path:
     """First loss year in yellow (early) to dark red (late) over a grey background (the
     first class map's forest in pale green, or a faded image)."""
-    from geoseg.temporal import LOSS_NODATA, loss_year_palette
+    from geoseg.temporal import LOSS_NODATA
+    from geoseg.vector import loss_year_palette
 
     data, valid = read_preview(path)
     years = data[0].astype(np.int64)

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 from geoseg.temporal._align import AlignedMaps, align_maps, resolve_classes
-from geoseg.temporal._change import ChangeEncoding, ChangeResult, detect_change
+from geoseg.temporal._change import ChangeEncoding, ChangeReport, ChangeResult, change_styles, detect_change
 from geoseg.temporal._dates import check_dates, parse_date
+from geoseg.temporal._options import ChangeOptions, ChangeSettings, TrackOptions, TrackSettings
 from geoseg.temporal._spectral import (
     NEEDED,
     SPECTRAL_CLASSES,
+    ClassifyOptions,
     ForestThresholds,
     classify_series,
     open_imagery,
 )
 from geoseg.temporal._track import (
     LOSS_NODATA,
+    TrackReport,
     TrackResult,
     check_persist,
     first_loss,
-    loss_year_palette,
     track_loss,
+    track_styles,
 )
 
 __all__ = [
@@ -27,18 +30,26 @@ __all__ = [
     "SPECTRAL_CLASSES",
     "AlignedMaps",
     "ChangeEncoding",
+    "ChangeOptions",
+    "ChangeReport",
     "ChangeResult",
+    "ChangeSettings",
+    "ClassifyOptions",
     "ForestThresholds",
+    "TrackOptions",
+    "TrackReport",
     "TrackResult",
+    "TrackSettings",
     "align_maps",
+    "change_styles",
     "check_dates",
     "check_persist",
     "classify_series",
     "detect_change",
     "first_loss",
-    "loss_year_palette",
     "open_imagery",
     "parse_date",
     "resolve_classes",
     "track_loss",
+    "track_styles",
 ]

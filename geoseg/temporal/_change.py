@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from geoseg.classes import CLASS_NODATA, ClassInfo
-from geoseg.cluster import run_tasks
+from geoseg.cluster import dask_client, run_tasks
 from geoseg.errors import ConfigError, DataQuirkWarning, GridMismatchError
 from geoseg.progress import Phases, Progress
 from geoseg.raster import Grid, RasterWriter, Window, class_map_writer
@@ -48,15 +48,18 @@ from geoseg.temporal._align import (
     resolve_classes,
     to_index,
 )
+from geoseg.temporal._options import ChangeOptions
 from geoseg.vector import (
-    DEFAULT_BLOCK,
     AreaModel,
     GpkgBuilder,
+    LayerStyle,
     ScratchRaster,
     StagedOutputs,
     area_model,
     block_windows,
+    change_style,
     check_outputs,
+    landcover_style,
     min_area_filter,
     pixel_areas,
     polygon_batches,
@@ -266,44 +269,46 @@ def _format_matrix(names: Sequence[str], m: np.ndarray) -> list[str]:
     return rows
 
 
+#: Writes a change report into a folder: ``(result, aligned maps, change raster, folder)``.
+ChangeReport = Callable[["ChangeResult", AlignedMaps, Path, Path], object]
+
+
 def detect_change(
     before: PathLike,
     after: PathLike,
     out: PathLike | None = None,
+    options: ChangeOptions | None = None,
     *,
     raster: PathLike | None = None,
-    from_classes: Sequence[str | int] | None = None,
-    to_classes: Sequence[str | int] | None = None,
-    min_area_ha: float = 0.0,
-    landcover: bool = False,
     report_dir: PathLike | None = None,
+    report: ChangeReport | None = None,
     reference: PathLike | Grid | int | None = None,
-    block_size: int = DEFAULT_BLOCK,
-    workers: int | None = None,
-    scheduler: str | None = None,
     progress: Progress | None = None,
     tags: dict[str, str] | None = None,
+    **keywords: Any,
 ) -> ChangeResult:
     """Compare two class maps: transition matrix, change raster, change polygons.
 
     ``out`` (a .gpkg) receives the ``change`` polygon layer (the chosen transitions:
     ``from_classes`` -> ``to_classes``, names or ids, default every change; polygons under
     ``min_area_ha`` left out), ``landcover_before`` / ``landcover_after`` when
-    ``landcover``, and the tables ``transitions``, ``transition_matrix`` and
-    ``class_change``. ``raster`` receives the change COG. With neither, only the
-    statistics are computed. Runs on Dask like ``geoseg.vectorize`` (``workers=0``: in
-    this process). Nothing is left behind if anything fails.
+    ``landcover``, the tables ``transitions``, ``transition_matrix`` and
+    ``class_change``, and the layers' QGIS styles. ``raster`` receives the change COG;
+    ``report`` writes a report into ``report_dir`` (this package draws nothing itself).
+    With no output, only the statistics are computed. ``options`` (or the same by name in
+    ``keywords``) are :class:`ChangeOptions`; the work runs on Dask like vectorising
+    (``workers=0``: in this process). Nothing is left behind if anything fails.
     """
-    from geoseg.vector import dask_client
-
-    if not min_area_ha >= 0:
-        raise ConfigError(f"minimum area must be zero or positive hectares, got {min_area_ha}")
+    opts = ChangeOptions.build({**(options.model_dump() if options else {}), **keywords})
+    if report_dir is not None and report is None:
+        raise ConfigError("report_dir needs a report writer (geoseg.change writes one)")
+    block_size, min_area_ha = opts.block_size, opts.min_area_ha
     inputs = [before, after]
     maps = align_maps(inputs, reference=reference)
     n = maps.n_classes
     enc = ChangeEncoding(n)
-    froms = resolve_classes(from_classes, maps.classes, "from class", str(before))
-    tos = resolve_classes(to_classes, maps.classes, "to class", str(before))
+    froms = resolve_classes(opts.from_classes, maps.classes, "from class", str(before))
+    tos = resolve_classes(opts.to_classes, maps.classes, "to class", str(before))
     chosen = [(i, j) for i in froms for j in tos if i != j]
     if not chosen:
         raise ConfigError(
@@ -316,7 +321,7 @@ def detect_change(
     windows = block_windows(maps.grid, block_size)
     area = area_model(maps.grid)
     want_polygons = out_path is not None
-    lc = tuple(landcover and want_polygons and m.warp for m in maps.maps[:2])
+    lc = tuple(opts.landcover and want_polygons and m.warp for m in maps.maps[:2])
 
     result = ChangeResult(
         maps.classes, maps.grid, np.zeros((n, n), np.int64), np.zeros((n, n)), str(before), str(after),
@@ -326,7 +331,7 @@ def detect_change(
     writers: list[Any] = []
     gpkg: GpkgBuilder | None = None
     try:
-        with dask_client(workers, scheduler) as client:
+        with dask_client(opts.workers, opts.scheduler) as client:
             # ---- pass 1: blocks -> change raster, chosen-transitions raster, sums
             cog_path = outputs.staged(raster_path) if raster_path else outputs.work / "change.tif"
             tags = {
@@ -421,7 +426,7 @@ def detect_change(
                 else:
                     batches = iter(())
                 gpkg.add_polygons("change", batches, fields, keep, meta)
-                if landcover:
+                if opts.landcover:
                     for k, layer in enumerate(("landcover_before", "landcover_after")):
                         r = lc_rasters[k]
                         src = r.close() if r is not None else maps.maps[k].source
@@ -432,12 +437,12 @@ def detect_change(
                 gpkg.add_table("transitions", result.transitions())
                 gpkg.add_table("transition_matrix", result.matrix_table())
                 gpkg.add_table("class_change", result.class_table())
+                gpkg.set_styles(change_styles(result).values())
                 result.layers = dict(gpkg.counts)
                 poly_progress(1, 1, "done")
-        if report_path is not None:
-            from geoseg.products import change_report
-
-            result.report = outputs.report(report_path, lambda d: change_report(result, maps, cog_path, d))
+        if report_path is not None and report is not None:
+            write = report
+            result.report = outputs.report(report_path, lambda d: write(result, maps, cog_path, d))
         outputs.finish(gpkg)
         if gpkg is not None:
             result.out = out_path
@@ -492,3 +497,13 @@ def _landcover_fields(classes: Sequence[ClassInfo]) -> Callable[[Any], dict[str,
         }
 
     return fields
+
+
+def change_styles(result: ChangeResult) -> dict[str, LayerStyle]:
+    """The QGIS styles of a change run's layers, by layer name (the same in every GeoPackage)."""
+    classes = list(result.classes)
+    pairs = [(i, j) for i, j in result.selected if result.pixels[i, j] > 0]
+    styles = {"change": change_style("change", classes, pairs)}
+    for name in ("landcover_before", "landcover_after"):
+        styles[name] = landcover_style(name, classes)
+    return styles

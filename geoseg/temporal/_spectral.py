@@ -25,14 +25,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from geoseg.classes import CLASS_NODATA, ClassInfo
 from geoseg.errors import BandError, ConfigError
 from geoseg.files import check_writable
+from geoseg.options import Options, option
 from geoseg.progress import Progress, report
 from geoseg.raster import RasterSource, class_map_writer, iter_tiles, open_raster
 
@@ -49,14 +50,15 @@ SPECTRAL_CLASSES: list[ClassInfo] = [
 NEEDED = ("swir1", "nir", "red")
 
 
-@dataclass(frozen=True)
-class ForestThresholds:
-    """The spectral rule (see the module docstring for how the values were chosen)."""
+class ForestThresholds(Options):
+    """The spectral rule (see the module docstring for how the values were chosen); also how
+    imagery is classified before tracking (``classify:`` of a track step, ``--spectral``)."""
 
-    ndvi_min: float = 0.70
-    nbr_min: float = 0.28
-    water_ndvi_max: float = 0.10
-    water_nbr_min: float = 0.0
+    method: Literal["spectral"] = option("spectral", "The classifier: the spectral baseline.")
+    ndvi_min: float = option(0.70, "Forest: NDVI at least this (and NBR at least nbr_min).")
+    nbr_min: float = option(0.28, "Forest: NBR at least this.")
+    water_ndvi_max: float = option(0.10, "Water: NDVI below this (and NBR above water_nbr_min).")
+    water_nbr_min: float = option(0.0, "Water: NBR above this.")
 
     def describe(self) -> str:
         return (
@@ -64,6 +66,10 @@ class ForestThresholds:
             f"and NBR > {self.water_nbr_min}; else non-forest (NDVI = (nir-red)/(nir+red), "
             "NBR = (nir-swir1)/(nir+swir1))"
         )
+
+
+#: the ``classify`` options of tracking: the spectral rule
+ClassifyOptions = ForestThresholds
 
 
 def classify_pixels(

@@ -20,24 +20,28 @@ from typing import Any
 
 import numpy as np
 
-from geoseg.cluster import run_tasks
+from geoseg.cluster import dask_client, run_tasks
 from geoseg.errors import BadRasterError, ConfigError
 from geoseg.progress import Phases, Progress
 from geoseg.raster import Grid, RasterWriter, Window
 from geoseg.temporal._align import AlignedMaps, PathLike, align_maps, resolve_classes
 from geoseg.temporal._dates import check_dates
+from geoseg.temporal._options import TrackOptions
 from geoseg.vector import (
-    DEFAULT_BLOCK,
     AreaModel,
     GpkgBuilder,
+    LayerStyle,
     StagedOutputs,
     area_model,
     block_windows,
     check_outputs,
+    loss_year_palette,
+    loss_year_style,
     min_area_filter,
     pixel_areas,
     polygon_batches,
     provenance_tags,
+    single_style,
 )
 
 LOSS_NODATA = 65535  # uint16 loss-year raster: 0 = no loss, a year = first loss, this = not assessable
@@ -251,46 +255,53 @@ def check_persist(persist: int | None, n_dates: int) -> int:
     return k
 
 
+#: Writes a track report into a folder: ``(result, aligned maps, loss-year raster, folder)``.
+TrackReport = Callable[["TrackResult", AlignedMaps, Path, Path], object]
+
+
 def track_loss(
     maps: Sequence[PathLike],
-    dates: Sequence[str],
-    forest: str | int | Sequence[str | int],
     out: PathLike | None = None,
+    options: TrackOptions | None = None,
     *,
     loss_year: PathLike | None = None,
-    persist: int | None = None,
-    min_area_ha: float = 0.0,
     report_dir: PathLike | None = None,
+    report: TrackReport | None = None,
     reference: PathLike | Grid | int | None = None,
-    block_size: int = DEFAULT_BLOCK,
-    workers: int | None = None,
-    scheduler: str | None = None,
-    report_imagery: Sequence[tuple[str, PathLike, Sequence[int], str]] | None = None,
     progress: Progress | None = None,
     tags: dict[str, str] | None = None,
+    **keywords: Any,
 ) -> TrackResult:
     """First year of forest loss over dated class maps (oldest first).
 
     Writes ``loss_year`` (uint16 COG: the year of the date of first confirmed loss, 0 = no
     loss, 65535 = fewer than two valid dates), and into ``out`` (.gpkg) the layers
     ``forest_loss`` (polygons per period: ``year``, ``date``, ``period``, ``area_ha``) and
-    ``regrowth`` (the same for non-forest becoming forest), and the tables
-    ``loss_by_period`` and ``forest_by_date``. See :func:`first_loss` for the rule.
-    ``report_imagery`` adds false-colour composites (date, path, three 1-based bands,
-    their names) to the report.
+    ``regrowth`` (the same for non-forest becoming forest), the tables ``loss_by_period``
+    and ``forest_by_date``, and the layers' QGIS styles. See :func:`first_loss` for the
+    rule. ``options`` (or the same by name in ``keywords``) are :class:`TrackOptions`:
+    ``dates`` (one per map) and ``forest`` are needed. ``report`` writes a report into
+    ``report_dir`` (this package draws nothing itself).
     """
-    from geoseg.vector import dask_client
-
+    opts = TrackOptions.build({**(options.model_dump() if options else {}), **keywords})
+    if report_dir is not None and report is None:
+        raise ConfigError("report_dir needs a report writer (geoseg.track writes one)")
+    if opts.dates is None:
+        raise ConfigError("no dates: give one per map (e.g. dates=['1985', '1990'])")
+    dates, persist, min_area_ha, block_size = (
+        list(opts.dates),
+        opts.persist,
+        opts.min_area_ha,
+        opts.block_size,
+    )
     if len(maps) < 2:
         raise ConfigError(
             f"track needs a time series of at least two dated maps, got {len(maps)}; give every date's map"
         )
     parsed = check_dates(list(dates), len(maps))
     k = check_persist(persist, len(maps))
-    if not min_area_ha >= 0:
-        raise ConfigError(f"minimum area must be zero or positive hectares, got {min_area_ha}")
     aligned = align_maps(maps, reference=reference, dates=list(dates))
-    wanted = [forest] if isinstance(forest, (str, int)) else list(forest)
+    wanted = list(opts.forest)
     forest_idx = resolve_classes(wanted, aligned.classes, "forest class", str(maps[0]))
     if not wanted:
         raise ConfigError("no forest class given; name it with --forest")
@@ -310,7 +321,7 @@ def track_loss(
     writers: list[Any] = []
     gpkg: GpkgBuilder | None = None
     try:
-        with dask_client(workers, scheduler) as client:
+        with dask_client(opts.workers, opts.scheduler) as client:
             ly_path = outputs.staged(loss_path) if loss_path else outputs.work / "loss_year.tif"
             ly: RasterWriter | None = None
             if loss_path is not None or report_path is not None:
@@ -391,14 +402,12 @@ def track_loss(
                     gpkg.add_polygons(layer, batches, fields, keep, meta)
                 gpkg.add_table("loss_by_period", result.period_table())
                 gpkg.add_table("forest_by_date", result.date_table())
+                gpkg.set_styles(track_styles(result).values())
                 result.layers = dict(gpkg.counts)
                 phases.phase(2, "done")(1, 1)
-        if report_path is not None:
-            from geoseg.products import track_report
-
-            result.report = outputs.report(
-                report_path, lambda d: track_report(result, aligned, ly_path, d, report_imagery)
-            )
+        if report_path is not None and report is not None:
+            write = report
+            result.report = outputs.report(report_path, lambda d: write(result, aligned, ly_path, d))
         outputs.finish(gpkg)
         if gpkg is not None:
             result.out = out_path
@@ -426,15 +435,10 @@ def _period_fields(dates: Sequence[str], years: Sequence[int]) -> Callable[[Any]
     return fields
 
 
-def loss_year_palette(years: Sequence[int]) -> dict[int, tuple[int, int, int, int]]:
-    """Yellow (early) to dark red (late) for loss years; no loss light grey."""
-    import matplotlib
-
-    cmap = matplotlib.colormaps["YlOrRd"]
-    # TIFF colour tables have no alpha: "no loss" is a light grey rather than transparent.
-    table: dict[int, tuple[int, int, int, int]] = {0: (235, 235, 235, 255)}
-    uniq = sorted(set(years))
-    for k, yr in enumerate(uniq):
-        r, g, b, _ = cmap(0.3 + 0.7 * k / max(len(uniq) - 1, 1))
-        table[yr] = (round(255 * r), round(255 * g), round(255 * b), 255)
-    return table
+def track_styles(result: TrackResult) -> dict[str, LayerStyle]:
+    """The QGIS styles of a track run's layers, by layer name (the same in every GeoPackage)."""
+    years = result.years[1:]
+    return {
+        "forest_loss": loss_year_style("forest_loss", years),
+        "regrowth": single_style("regrowth", "year", years, (65, 171, 93), "regrowth by"),
+    }

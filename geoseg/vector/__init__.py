@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from geoseg.vector._areas import AreaModel, area_model
-from geoseg.vector._blockpass import DEFAULT_BLOCK, block_windows, pixel_areas
-from geoseg.vector._blocks import dask_client
+from geoseg.vector._blockpass import block_windows, pixel_areas
 from geoseg.vector._gpkg import LayerCopy, list_layers, merge_layers, read_provenance
+from geoseg.vector._options import DEFAULT_LAYER, VectorizeOptions, VectorizeSettings
 from geoseg.vector._outputs import (
     GpkgBuilder,
     ScratchRaster,
@@ -20,14 +20,15 @@ from geoseg.vector._styles import (
     LayerStyle,
     change_style,
     landcover_style,
+    loss_year_palette,
     loss_year_style,
     read_styles,
     single_style,
 )
-from geoseg.vector._vectorize import vectorize
+from geoseg.vector._vectorize import VectorizeResult, vectorize, vectorize_style
 
 __all__ = [
-    "DEFAULT_BLOCK",
+    "DEFAULT_LAYER",
     "AreaModel",
     "GpkgBuilder",
     "LayerCopy",
@@ -35,13 +36,16 @@ __all__ = [
     "PolygonizeStats",
     "ScratchRaster",
     "StagedOutputs",
+    "VectorizeOptions",
+    "VectorizeResult",
+    "VectorizeSettings",
     "area_model",
     "block_windows",
     "change_style",
     "check_outputs",
-    "dask_client",
     "landcover_style",
     "list_layers",
+    "loss_year_palette",
     "loss_year_style",
     "merge_layers",
     "min_area_filter",
@@ -53,4 +57,5 @@ __all__ = [
     "read_styles",
     "single_style",
     "vectorize",
+    "vectorize_style",
 ]

@@ -23,8 +23,6 @@ from geoseg.errors import ConfigError
 from geoseg.raster import Grid, Window, iter_tiles
 from geoseg.vector._areas import AreaModel
 
-DEFAULT_BLOCK = 1024
-
 
 def pixel_areas(area: AreaModel, window: Window) -> np.ndarray:
     """m² of every pixel of ``window``, as a full array."""

@@ -15,15 +15,13 @@ live apart from either.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from geoseg.cluster import close_client, fork_is_safe, local_client, remote_client, run_tasks
+from geoseg.cluster import run_tasks
 from geoseg.errors import BadRasterError
 from geoseg.raster import RasterSource, Window, read_window
 from geoseg.vector._areas import AreaModel
@@ -94,35 +92,3 @@ def _task_token(task: _BlockTask) -> tuple[Any, ...]:
     sieve = None if s is None else (s.threshold, s.labels.tobytes(), s.values.tobytes(), s.dropped.tobytes())
     return (task.source.paths, task.source.nodata, (w.row_off, w.col_off, w.height, w.width),
             task.connectivity, task.simplify_px, sieve)  # fmt: skip
-
-
-@contextmanager
-def dask_client(
-    workers: int | None = None, scheduler: str | None = None, start_method: str | None = None
-) -> Iterator[Any]:
-    """A Dask client: ``scheduler``'s, or a LocalCluster of ``workers`` one-thread processes.
-
-    ``workers=0`` runs everything in this process (no Dask at all) and yields None.
-    ``start_method`` is how local workers start: "fork" by default on Linux
-    (:mod:`geoseg.cluster`); pass "spawn" from a program whose other threads may be
-    inside GDAL at that moment.
-    """
-    if scheduler:
-        client = remote_client(scheduler)
-        try:
-            yield client
-        finally:
-            client.close()
-        return
-    n = (os.cpu_count() or 1) if workers is None else workers
-    if n <= 0:
-        yield None
-        return
-    # geoseg holds no GDAL dataset and runs no other thread here, which is what makes
-    # forking safe; these workers never run a model
-    fork = fork_is_safe() if start_method is None else start_method == "fork"
-    client = local_client(n, fork=fork)
-    try:
-        yield client
-    finally:
-        close_client(client)

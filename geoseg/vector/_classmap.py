@@ -18,8 +18,6 @@ from geoseg.errors import (
 )
 from geoseg.raster import RasterSource, open_raster, read_classes
 
-DEFAULT_BLOCK = 2048
-
 
 def open_class_map(path: str | os.PathLike[str] | RasterSource) -> RasterSource:
     """Open a single-band class raster; nodata is the declared value, else 255."""

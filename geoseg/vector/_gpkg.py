@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from geoseg.errors import OutputError
-from geoseg.vector._styles import STYLES_TABLE, LayerStyle, _now, _write_styles
+from geoseg.vector._styles import STYLES_TABLE, LayerStyle, _now, write_styles
 
 PROVENANCE_URI = "https://github.com/geoseg/geoseg/blob/main/README.md#provenance"
 
@@ -190,7 +190,7 @@ def merge_layers(
         with closing(sqlite3.connect(tmp)) as con, con:
             styles = [_for_layer(c.style, c.name) for c in copies if c.style is not None]
             if styles:
-                _write_styles(con, styles)
+                write_styles(con, styles)
             if con.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (STYLES_TABLE,)).fetchone():
                 con.execute(
                     f'DELETE FROM "{STYLES_TABLE}" WHERE f_table_name NOT IN '

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from geoseg.errors import OutputError, first_line
 from geoseg.files import check_parent_writable, check_writable
 from geoseg.progress import Progress
 from geoseg.raster import GDAL_ENV, BandRef, Grid, RasterSource, Window
+from geoseg.vector._styles import LayerStyle, write_styles
 
 PathLike = str | os.PathLike[str]
 
@@ -72,7 +74,13 @@ class GpkgBuilder:
         self.tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
         self.crs = crs_wkt
         self.counts: dict[str, int] = {}
+        self.styles: list[LayerStyle] = []
         self._cleanup()
+
+    def set_styles(self, styles: Iterable[LayerStyle]) -> None:
+        """QGIS default styles for the layers this file holds, written when it is committed
+        (styles of layers it does not hold are left out)."""
+        self.styles = list(styles)
 
     def _options(self) -> dict[str, Any]:
         # GeoPackage 1.3, not GDAL 3.10's default 1.4, so GDAL 3.6 (Debian's ogrinfo, older
@@ -149,6 +157,14 @@ class GpkgBuilder:
         self.counts[name] = len(next(iter(columns.values()))) if columns else 0
 
     def commit(self) -> Path:
+        styles = [st for st in self.styles if self.counts.get(st.layer) is not None]
+        if styles and self.tmp.exists():
+            con = sqlite3.connect(self.tmp)
+            try:
+                with con:
+                    write_styles(con, styles)
+            finally:
+                con.close()
         os.replace(self.tmp, self.out)
         return self.out
 

@@ -21,12 +21,12 @@ from geoseg.raster import RasterSource, Window
 from geoseg.vector._areas import AreaModel, area_model
 from geoseg.vector._blocks import _BlockTask, _read_block, _run_ordered, _Sieve
 from geoseg.vector._classmap import (
-    DEFAULT_BLOCK,
     _check_classes,
     _check_params,
     _class_names,
     open_class_map,
 )
+from geoseg.vector._options import DEFAULT_BLOCK
 from geoseg.vector._seams import BOTTOM, LEFT, RIGHT, TOP, _Layout, _SeamMerger
 from geoseg.vector._sieve import _apply_sieve, _plan_sieve, _sieve_stats_block
 

@@ -167,8 +167,6 @@ def change_style(
 
 def loss_year_style(layer: str, years: Sequence[int]) -> LayerStyle:
     """Forest-loss polygons coloured by ``year`` (yellow early to dark red late)."""
-    from geoseg.temporal import loss_year_palette
-
     palette = loss_year_palette(list(years))
     cats = tuple(Category(int(y), f"lost by {y}", palette[int(y)][:3]) for y in sorted(set(years)))
     return LayerStyle(layer, "year", cats, description="first forest loss by year (geoseg)")
@@ -204,7 +202,7 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def _write_styles(con: sqlite3.Connection, styles: Sequence[LayerStyle]) -> None:
+def write_styles(con: sqlite3.Connection, styles: Sequence[LayerStyle]) -> None:
     con.execute(_STYLES_DDL)
     # Registered as an attributes table, as QGIS (through OGR) registers it: GDAL lists it
     # and the file stays a valid GeoPackage.
@@ -239,3 +237,17 @@ def read_styles(gpkg: PathLike) -> list[dict[str, Any]]:
         if not con.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (STYLES_TABLE,)).fetchone():
             return []
         return [dict(r) for r in con.execute(f'SELECT * FROM "{STYLES_TABLE}" ORDER BY id')]
+
+
+def loss_year_palette(years: Sequence[int]) -> dict[int, tuple[int, int, int, int]]:
+    """Yellow (early) to dark red (late) for loss years; no loss light grey."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps["YlOrRd"]
+    # TIFF colour tables have no alpha: "no loss" is a light grey rather than transparent.
+    table: dict[int, tuple[int, int, int, int]] = {0: (235, 235, 235, 255)}
+    uniq = sorted(set(years))
+    for k, yr in enumerate(uniq):
+        r, g, b, _ = cmap(0.3 + 0.7 * k / max(len(uniq) - 1, 1))
+        table[yr] = (round(255 * r), round(255 * g), round(255 * b), 255)
+    return table

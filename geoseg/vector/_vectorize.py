@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from geoseg.classes import ClassInfo
+from geoseg.cluster import dask_client
 from geoseg.errors import (
     ConfigError,
     OutputError,
@@ -60,13 +62,12 @@ from geoseg.errors import (
 )
 from geoseg.files import check_writable
 from geoseg.progress import Progress
-from geoseg.vector._blocks import dask_client
-from geoseg.vector._classmap import DEFAULT_BLOCK, _check_classes, _check_params, _class_names, open_class_map
+from geoseg.raster import read_classes
+from geoseg.vector._classmap import _check_classes, _class_names, load_class_table, open_class_map
+from geoseg.vector._options import DEFAULT_LAYER, VectorizeOptions
 from geoseg.vector._polygonize import PolygonBatch, PolygonizeStats, polygonize_batches
 from geoseg.vector._seams import _Layout
-
-DEFAULT_LAYER = "landcover"
-
+from geoseg.vector._styles import LayerStyle, landcover_style, write_styles
 
 FORMATS = {".gpkg": "GPKG", ".fgb": "FlatGeobuf", ".geojson": "GeoJSON", ".json": "GeoJSON"}
 
@@ -172,8 +173,15 @@ class _LayerWriter:
         self.started = True
         self.count += len(batch)
 
-    def commit(self) -> None:
+    def commit(self, style: LayerStyle | None = None) -> None:
         self.flush(force=True)
+        if style is not None and self.driver == "GPKG":  # QGIS reads a GeoPackage's default styles
+            con = sqlite3.connect(self.tmp)
+            try:
+                with con:
+                    write_styles(con, [style])
+            finally:
+                con.close()
         os.replace(self.tmp, self.out)
 
     def abort(self) -> None:
@@ -190,34 +198,35 @@ class _LayerWriter:
 def vectorize(
     classmap: str | os.PathLike[str],
     out: str | os.PathLike[str],
-    layer: str = DEFAULT_LAYER,
-    min_area_ha: float | None = None,
-    simplify_m: float | None = None,
-    connectivity: int = 4,
-    block_size: int = DEFAULT_BLOCK,
-    workers: int | None = None,
-    scheduler: str | None = None,
-    classes: str | os.PathLike[str] | Sequence[ClassInfo] | None = None,
+    options: VectorizeOptions | None = None,
+    *,
+    class_table: Sequence[ClassInfo] | None = None,
     progress: Progress | None = None,
+    **keywords: Any,
 ) -> VectorizeResult:
     """Write the polygons of a class map to a vector layer (GeoPackage, FlatGeobuf, GeoJSON).
 
-    Fields: ``class_id``, ``class_name`` (from ``classes`` or the raster's metadata; NULL
-    where unnamed), ``area_ha`` and ``perimeter_m``; the raster's CRS; a spatial index
-    (GeoPackage, FlatGeobuf). Runs on a LocalCluster of ``workers`` processes (default:
-    one per CPU, or none when the raster is a single block; 0: in this process) or on the
-    Dask ``scheduler`` at that address.
-    Nothing is left at ``out`` if anything fails.
+    Fields: ``class_id``, ``class_name`` (from the options' ``classes`` table,
+    ``class_table``, or the raster's metadata; NULL where unnamed), ``area_ha`` and
+    ``perimeter_m``; the raster's CRS; a spatial index (GeoPackage, FlatGeobuf); in a
+    GeoPackage, the layer's QGIS default style (coloured by class). ``options`` (or the
+    same by name in ``keywords``) are :class:`VectorizeOptions`; it runs on a LocalCluster
+    of ``workers`` processes (default: one per CPU, or none when the raster is a single
+    block; 0: in this process) or on the Dask ``scheduler`` at that address. Nothing is
+    left at ``out`` if anything fails.
     """
     start = time.perf_counter()
+    opts = VectorizeOptions.build({**(options.model_dump() if options else {}), **keywords})
+    layer = DEFAULT_LAYER if opts.layer is None else opts.layer
+    connectivity, block_size, workers = opts.connectivity, opts.block_size, opts.workers
+    min_area_ha, simplify_m, scheduler = opts.min_area_ha, opts.simplify_m, opts.scheduler
     out_path = Path(out)
-    _check_params(connectivity, block_size, min_area_ha, simplify_m)
     driver = output_driver(out_path)
     if not layer:
         raise ConfigError("layer name must not be empty")
     src = open_class_map(classmap)
     check_writable(out_path, [str(classmap)])
-    names, strict, table = _class_names(str(classmap), classes)
+    names, strict, table = _class_names(str(classmap), opts.classes if opts.classes else class_table)
     from geoseg import __version__
 
     metadata = {
@@ -245,7 +254,7 @@ def vectorize(
                 _check_classes(stats.values, names, strict, table, str(classmap))
                 writer.add(batch)
             _check_classes(stats.values, names, strict, table, str(classmap))
-            writer.commit()
+            writer.commit(vectorize_style(layer, classmap, opts.classes or class_table))
         except BaseException:
             writer.abort()
             raise
@@ -253,3 +262,16 @@ def vectorize(
         out_path, layer, stats.polygons, stats.seam_polygons, stats.blocks, stats.pixels,
         stats.valid_pixels, stats.sieved_pixels, time.perf_counter() - start,
     )  # fmt: skip
+
+
+def vectorize_style(
+    layer: str, classmap: str | os.PathLike[str], classes: str | os.PathLike[str] | Sequence[ClassInfo] | None
+) -> LayerStyle | None:
+    """The QGIS style of a land-cover layer: its classes' colours (None when none are known)."""
+    if isinstance(classes, (str, os.PathLike)):
+        table = load_class_table(classes)
+    elif classes is not None:
+        table = list(classes)
+    else:
+        table = read_classes(classmap)
+    return landcover_style(layer, table) if table else None

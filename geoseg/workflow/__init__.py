@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
-from geoseg.workflow._demo import run_demo
-from geoseg.workflow._load import load_workflow
-from geoseg.workflow._runner import StepEvent, run_workflow
-from geoseg.workflow._spec import STATE_FILE, Item
-from geoseg.workflow._steps import stack_vrt
+from geoseg.workflow._context import readable, stack_vrt
+from geoseg.workflow._demo import DemoOptions, DemoResult, run_demo
+from geoseg.workflow._kind import Kind, StepModel, kinds
+from geoseg.workflow._load import WorkflowFile, load_workflow
+from geoseg.workflow._runner import RunResult, StepEvent, check_out_dir, run_workflow
+from geoseg.workflow._spec import STATE_FILE, Item, Ref, Step, Workflow
 
-__all__ = ["STATE_FILE", "Item", "StepEvent", "load_workflow", "run_demo", "run_workflow", "stack_vrt"]
+__all__ = [
+    "STATE_FILE",
+    "DemoOptions",
+    "DemoResult",
+    "Item",
+    "Kind",
+    "Ref",
+    "RunResult",
+    "Step",
+    "StepEvent",
+    "StepModel",
+    "Workflow",
+    "WorkflowFile",
+    "check_out_dir",
+    "kinds",
+    "load_workflow",
+    "readable",
+    "run_demo",
+    "run_workflow",
+    "stack_vrt",
+]

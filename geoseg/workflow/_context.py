@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,3 +48,20 @@ class Outcome:
     layer_counts: dict[str, int] = field(default_factory=dict)
     styles: dict[str, LayerStyle] = field(default_factory=dict)  # by scratch layer name
     summary: dict[str, Any] = field(default_factory=dict)
+
+
+def provenance_tags(ctx: Context) -> dict[str, str]:
+    """The step's provenance record as the tag every COG it writes carries."""
+    return {"GEOSEG_PROVENANCE": json.dumps(ctx.provenance, sort_keys=True)}
+
+
+def stack_vrt(item: Item) -> Path:
+    """A VRT stacking ``item.sources`` into one image with the catalog's band names."""
+    from geoseg.raster import write_stack_vrt
+
+    return write_stack_vrt(item.path, item.sources, item.band_names, item.nodata)
+
+
+def readable(item: Item) -> Path:
+    """The file to open for ``item``: itself, or the VRT of its band files."""
+    return stack_vrt(item) if item.sources else item.path

@@ -29,7 +29,10 @@ from typing import Any
 
 import yaml
 
-from geoseg.errors import ConfigError, ModelError
+from geoseg.cluster import DaskOptions
+from geoseg.errors import ModelError
+from geoseg.options import option
+from geoseg.workflow._kinds.synthetic import RegionSize
 
 DEMO_MODEL = "demo-synthetic"
 
@@ -107,8 +110,6 @@ def real_workflow(model: str = FOREST_MODEL, dataset: str = REAL_DATASET) -> dic
                 "images": dataset,
                 "split": "validation",
                 "model": model,
-                "tile_size": 512,
-                "overlap": 64,
             },
             {
                 "name": "report",
@@ -135,26 +136,40 @@ def _check_real_model(model: str) -> None:
         )
 
 
+class DemoOptions(DaskOptions, RegionSize):
+    """The options of ``geoseg demo`` / :func:`run_demo` (the region's size is the synthetic step's)."""
+
+    seed: int = option(DEMO_SEED, "Which synthetic region (the model was trained on 7).")
+    model: str | None = option(
+        None, f"Catalog model name or checkpoint [default: {DEMO_MODEL}; with --real: {FOREST_MODEL}]."
+    )
+    real: bool = option(
+        False, "Map the Amazon validation tiles of the catalog and score them against their masks."
+    )
+    force: bool = option(False, "Redo every step (by default a rerun skips what is done).")
+
+
 def run_demo(
     out_dir: str | Path = "geoseg-demo",
-    size: int = 2048,
-    seed: int = DEMO_SEED,
-    model: str | Path | None = None,
-    workers: int | None = None,
-    real: bool = False,
-    force: bool = False,
+    options: DemoOptions | None = None,
+    *,
     progress: Any = None,
     on_event: Any = None,
+    **keywords: Any,
 ) -> DemoResult:
     """Write the demo workflow into ``out_dir`` and run it (see the module docstring).
 
+    ``options`` (or the same by name in ``keywords``) are :class:`DemoOptions`.
     ``progress(step)`` gives each step a ``Progress`` callback; ``on_event`` hears of each
-    step (see :func:`geoseg.runner.run_workflow`).
+    step (see :func:`geoseg.workflow.run_workflow`).
     """
     from geoseg.workflow._load import load_workflow
     from geoseg.workflow._runner import check_out_dir, run_workflow
     from geoseg.workflow._spec import STATE_FILE
 
+    opts = DemoOptions.build({**(options.model_dump() if options else {}), **keywords})
+    size, seed, model, real = opts.size, opts.seed, opts.model, opts.real
+    workers, force = opts.workers, opts.force
     t0 = time.perf_counter()
     out = Path(out_dir).absolute()
     check_out_dir(out)
@@ -163,13 +178,6 @@ def run_demo(
         _check_real_model(name)
         doc = real_workflow(name)
     else:
-        from geoseg.workflow._spec import MAX_SYNTHETIC_SIZE, MIN_SYNTHETIC_SIZE
-
-        # the synthetic step's rule, said as the option rather than as the scratch file's step
-        if not MIN_SYNTHETIC_SIZE <= size <= MAX_SYNTHETIC_SIZE:
-            raise ConfigError(
-                f"--size must be in {MIN_SYNTHETIC_SIZE}..{MAX_SYNTHETIC_SIZE} pixels, got {size}"
-            )
         doc = demo_workflow(size, seed, str(model or DEMO_MODEL))
     text = (
         "# Written by `geoseg demo`; rerun it with `geoseg run` (steps already done are skipped).\n"
@@ -187,7 +195,9 @@ def run_demo(
         wf_path.write_text(text)
     try:
         wf = load_workflow(wf_path, out)
-        run = run_workflow(wf, force=force, workers=workers, on_event=on_event, progress=progress)
+        run = run_workflow(
+            wf, force=force, workers=workers, scheduler=opts.scheduler, on_event=on_event, progress=progress
+        )
     except BaseException:
         # a folder this call made, in which no step finished, holds only the demo's
         # workflow file and the runner's lock: nothing to keep

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from geoseg.training import Scores
     from geoseg.workflow._context import Context
     from geoseg.workflow._spec import Step
-from geoseg.products._scores import class_areas, score_loss, score_map
+from geoseg.products import class_areas, score_loss, score_map
 from geoseg.workflow._context import Outcome
 
 

@@ -1,7 +1,7 @@
 """Running a loaded workflow: which steps rerun, their staging, the state file, provenance.
 
 :func:`geoseg.workflow.load_workflow` validates and plans; :func:`run_workflow` here runs
-the plan, step by step (each step's work is a runner of :mod:`geoseg.steps`).
+the plan, step by step (each step's work is its kind's ``run``, :mod:`geoseg.workflow._kinds`).
 
 Reruns are incremental. Each step's *fingerprint* is the sha256 of its kind, parameters,
 the content hashes of its input files (and of the earlier steps it reads), and
@@ -19,8 +19,8 @@ both size and mtime forced back to old values (``touch -d``); ``--force`` covers
 
 Each step writes into a staging folder in the output directory and its files are renamed
 into place only when it succeeds; vector layers are merged into the workflow's one
-GeoPackage (see :mod:`geoseg.export`), and STAC Items and a Collection describe every
-product (see :mod:`geoseg.stac`)."""
+GeoPackage (:func:`geoseg.vector.merge_layers`), and STAC Items and a Collection describe
+every product (:mod:`geoseg.products`)."""
 
 from __future__ import annotations
 
@@ -40,15 +40,14 @@ from geoseg import __version__
 from geoseg.errors import OutputError
 from geoseg.progress import Progress
 from geoseg.workflow._context import Context
-from geoseg.workflow._load import slug
+from geoseg.workflow._kind import kind_of
 from geoseg.workflow._spec import (
-    OUTPUT_KINDS,
-    OUTPUTS,
     STATE_FILE,
     WORK_DIR,
     Item,
     Step,
     Workflow,
+    slug,
 )
 from geoseg.workflow._state import HashCache, State, StepRecord, _locked
 
@@ -112,7 +111,7 @@ def _input_items(step: Step) -> dict[str, list[Item]]:
 
 def _upstream(step: Step) -> list[str]:
     names = {r.step for refs in step.refs.values() for r in refs if r.step}
-    if step.kind == "report":
+    if kind_of(step.kind).whole_workflow:  # it reads the steps it includes
         names |= set(step.params["include"])
     return sorted(n for n in names if n)
 
@@ -139,7 +138,7 @@ def _fingerprint(
         "layers": step.layers,
         "geoseg": __version__,
     }
-    if step.kind == "report":
+    if kind_of(step.kind).whole_workflow:
         doc["workflow"] = [wf.name, str(wf.gpkg.name)]
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest(), inputs
 
@@ -312,8 +311,6 @@ def _run_step(
     old_layers: list[str],
 ) -> StepRecord:
     """Run one step in its staging folder; move its files into place; merge its layers."""
-    from geoseg.workflow import _steps as runners
-
     t0 = time.perf_counter()
     staging = wf.out_dir / WORK_DIR / "staging" / step.name
     shutil.rmtree(staging, ignore_errors=True)
@@ -336,11 +333,11 @@ def _run_step(
         wf, step, staging, _input_items(step), hashes, state.steps, workers, scheduler, progress, prov
     )
     try:
-        outcome = runners.run(ctx)
+        outcome = kind_of(step.kind).run(ctx)
         # Every file first (a failed rename leaves the step unrecorded: it reruns next time).
         for items in step.outputs.values():
             for i in items:
-                if step.kind == "train":
+                if kind_of(step.kind).in_place:
                     continue
                 src = ctx.staged(i.path)
                 if not src.exists():
@@ -433,7 +430,7 @@ def products(wf: Workflow, state: State) -> dict[str, Path]:
             continue
         for name, items in rec.outputs.items():
             for d in items:
-                label = step.name if name == OUTPUTS[step.kind][0] else f"{step.name}.{name}"
+                label = step.name if name == step.main else f"{step.name}.{name}"
                 if d.get("key") and len(items) > 1:
                     label += f"@{d['key']}"
                 p = Path(d["path"])
@@ -456,14 +453,14 @@ def _write_stac(wf: Workflow, state: State) -> None:
         if rec is None:
             continue
         for name, items in rec.outputs.items():
-            kind = OUTPUT_KINDS.get((step.kind, name))
+            kind = kind_of(step.kind).output_kinds.get(name)
             if kind in (None, "folder", "model"):
                 continue
             for d in items:
                 path = wf.out_dir / d["path"]
                 if not path.is_file():
                     continue
-                item_id = slug("-".join(x for x in (step.name, None if name == OUTPUTS[step.kind][0] else name,
+                item_id = slug("-".join(x for x in (step.name, None if name == step.main else name,
                                                       d.get("key") if len(items) > 1 else None) if x))  # fmt: skip
                 ids[str(path.absolute())] = item_id
                 prov = dict(rec.provenance)

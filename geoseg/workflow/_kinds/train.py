@@ -1,0 +1,75 @@
+"""``train``: a model trained from a training config (inline keys or ``config: FILE``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import ConfigDict
+
+from geoseg.errors import ConfigError
+from geoseg.options import option
+from geoseg.workflow._context import Context, Outcome
+from geoseg.workflow._kind import Kind, StepModel, register
+from geoseg.workflow._spec import Item, Ref, Step
+
+if TYPE_CHECKING:
+    from geoseg.workflow._plan import Planner
+
+
+class TrainStep(StepModel):
+    # the inline keys are the training config's own, checked by its model in plan()
+    model_config = ConfigDict(extra="allow")
+
+    kind: Literal["train"] = "train"
+    config: str | None = option(None, "A training YAML (its train: section), instead of inline keys.")
+
+
+def plan(planner: Planner, step: Step, spec: Any, where: str) -> Step:
+    from geoseg.data import LabelSetEntry
+    from geoseg.files import check_writable
+    from geoseg.training import TrainConfig, load_config
+
+    body = dict(spec.model_extra or {})
+    if spec.config is not None:
+        if body:
+            raise ConfigError(
+                f"{where}: give either config or inline train keys, not both ({sorted(body)[0]})",
+                planner.path,
+            )
+        cfg = load_config(spec.config)
+    else:
+        cfg = TrainConfig.from_dict(body, f"{planner.path}: {where}")
+    if cfg.dataset is not None:
+        entry = planner.entry(cfg.dataset, where, "dataset")
+        if not isinstance(entry, LabelSetEntry):
+            raise ConfigError(
+                f"{where}: dataset {cfg.dataset!r} is a {entry.kind}, not a labelset", planner.path
+            )
+        entry.require()
+    check_writable(cfg.out)  # its folder exists and is writable: checked now, not after the data loads
+    model = Path(cfg.out).absolute()
+    params = {"config": json.loads(json.dumps(dict(cfg.__dict__), default=str))}
+    refs: dict[str, tuple[Ref, ...]] = {}
+    if cfg.pseudo_labels is not None:
+        # The teacher is an input like any model: an earlier train step (which then runs
+        # first), a catalog model or a checkpoint, fingerprinted by its sha256, so a
+        # retrained teacher retrains the student
+        teacher = planner.resolve_model(str(cfg.pseudo_labels["teacher"]), where, "pseudo_labels.teacher")
+        refs["teacher"] = (teacher,)
+        cfg = dataclasses.replace(
+            cfg, pseudo_labels={**cfg.pseudo_labels, "teacher": str(teacher.items[0].path)}
+        )
+    return dataclasses.replace(step, params=params, refs=refs, outputs={"model": (Item(model),)}, spec=cfg)
+
+
+def run(ctx: Context) -> Outcome:
+    from geoseg.training import train
+
+    result = train(ctx.step.spec, progress=ctx.progress)
+    return Outcome(summary={"validation": result.scores.as_dict(), "epochs": len(result.history)})
+
+
+register(Kind("train", TrainStep, plan, run, ("model",), {"model": "model"}, in_place=True))
