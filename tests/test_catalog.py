@@ -362,9 +362,9 @@ def test_unreadable_and_non_yaml_catalogs(tmp_path: Path) -> None:
     assert "cannot read the catalog" in catalog_error(tmp_path)  # a directory
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 1\nentries: [\n  - name: x\n")
-    assert "not a valid YAML catalog" in catalog_error(bad)
+    assert "not valid YAML" in catalog_error(bad)  # the one YAML loader's words (geoseg.yamlfile)
     bad.write_bytes(b"\xff\xfe\x00garbage")
-    assert "not UTF-8" in catalog_error(bad)
+    assert "not a UTF-8 text file" in catalog_error(bad)
     bad.write_text("")
     assert "empty catalog" in catalog_error(bad)
     bad.write_text("- just\n- a list\n")
@@ -449,7 +449,9 @@ def test_labelset_class_colours(tmp_path: Path) -> None:
             in message
         )
     entry = labelset_entry(tmp_path, classes={1: {"name": "forest", "color": "#000000"}})
-    assert "key 'classes.1': unknown keys ['color']" in catalog_error(write_catalog(tmp_path, [entry]))
+    assert "key 'classes.1.color': unknown key (did you mean 'colour'?)" in catalog_error(
+        write_catalog(tmp_path, [entry])
+    )
     entry = labelset_entry(tmp_path, classes={1: {"colour": "#000000"}})
     assert "key 'classes.1': expected a class name, got nothing" in catalog_error(
         write_catalog(tmp_path, [entry])

@@ -3,7 +3,19 @@
 from __future__ import annotations
 
 from geoseg.data._catalog import Catalog, load_catalog
-from geoseg.data._entries import LabelSetEntry, ModelEntry, SceneEntry, TimeSeriesEntry
+from geoseg.data._entries import (
+    Archive,
+    DatedRaster,
+    Entry,
+    FileRecord,
+    LabelClass,
+    LabelSetEntry,
+    ModelEntry,
+    SceneEntry,
+    Source,
+    Split,
+    TimeSeriesEntry,
+)
 from geoseg.data._fetch import fetch
 from geoseg.data._landscape import class_map
 from geoseg.data._paths import CATALOG_ENV, DATA_ENV, MODELS_DIR, data_root, default_catalog_path
@@ -34,11 +46,18 @@ __all__ = [
     "GRASSLAND",
     "MODELS_DIR",
     "WATER",
+    "Archive",
     "Catalog",
+    "DatedRaster",
+    "Entry",
+    "FileRecord",
+    "LabelClass",
     "LabelSetEntry",
     "ModelEntry",
     "SceneEntry",
     "SceneSpec",
+    "Source",
+    "Split",
     "TimeSeriesEntry",
     "catalog_image",
     "change_events",

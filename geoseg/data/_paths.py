@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 
@@ -33,13 +32,6 @@ _REPO_ROOT = _PACKAGE_DIR.parent
 MODELS_DIR = _PACKAGE_DIR / "models"
 
 _CHUNK = 1 << 20
-
-
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-
-_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
 
 
 PathLike = str | os.PathLike[str]
