@@ -36,7 +36,13 @@ from geoseg.data import (
     fetch,
     load_catalog,
 )
-from geoseg.errors import CatalogError, ChecksumError, DataUnavailableError, MissingFileError
+from geoseg.errors import (
+    CatalogError,
+    ChecksumError,
+    DataUnavailableError,
+    MissingFileError,
+    OutputError,
+)
 from geoseg.files import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -695,6 +701,42 @@ def test_fetch_without_download_info(tmp_path: Path) -> None:
         DataUnavailableError, match=r"no download is catalogued for a\.tif; get the data from"
     ):
         fetch(entry, tmp_path / "root")
+
+
+def test_fetch_silent_server_times_out(tmp_path: Path, no_proxy: None) -> None:
+    """A server that takes the connection but never answers: the timeout, one line, nothing left."""
+    with socket.socket() as listening:  # the kernel accepts into the backlog; nobody replies
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(1)
+        url = f"http://127.0.0.1:{listening.getsockname()[1]}/{{path}}"
+        entry = load_catalog(write_catalog(tmp_path, [remote_entry(url, {"a.tif": sha(b"a")})])).get("remote")
+        start = time.monotonic()
+        with pytest.raises(DataUnavailableError, match=r"no answer within 0\.5 s"):
+            fetch(entry, tmp_path / "root", timeout=0.5)
+        assert time.monotonic() - start < 5
+    assert leftovers(tmp_path / "root") == []
+
+
+def test_fetch_file_url_and_quiet(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """``file:`` URLs (a local mirror) download like http ones; the library prints nothing
+    (pooch logs each download at INFO to stderr unless told otherwise)."""
+    mirror = tmp_path / "mirror"
+    files = {"a.tif": make_file(mirror, "a.tif", b"A" * 100)}
+    cat = load_catalog(write_catalog(tmp_path, [remote_entry(f"{mirror.as_uri()}/{{path}}", files)]))
+    assert fetch(cat.get("remote"), tmp_path / "root") == [tmp_path / "root/remote/a.tif"]
+    assert capfd.readouterr() == ("", "")
+    gone = remote_entry(f"{(tmp_path / 'nowhere').as_uri()}/{{path}}", files)
+    with pytest.raises(DataUnavailableError, match="no such file"):
+        fetch(load_catalog(write_catalog(tmp_path, [gone])).get("remote"), tmp_path / "root2")
+
+
+def test_fetch_into_unwritable_root(tmp_path: Path, server: tuple[str, Path]) -> None:
+    base, served = server
+    files = {"a.tif": make_file(served, "a.tif", b"A")}
+    entry = load_catalog(write_catalog(tmp_path, [remote_entry(f"{base}/{{path}}", files)])).get("remote")
+    (tmp_path / "a-file").write_bytes(b"")  # a root under a file: no directory can be made there
+    with pytest.raises(OutputError, match="cannot write into the data directory"):
+        fetch(entry, tmp_path / "a-file" / "root")
 
 
 # --------------------------------------------------------------------------- CLI
