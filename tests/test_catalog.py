@@ -35,6 +35,7 @@ from geoseg.data import (
     data_root,
     fetch,
     load_catalog,
+    resolve,
 )
 from geoseg.errors import (
     CatalogError,
@@ -495,6 +496,121 @@ def test_installed_package_carries_the_catalog(tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=60)  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == [str(site / "geoseg" / "data_catalog.yaml"), "forest-s2-rgb"]
+
+
+# --------------------------------------------------------------------------- resolve
+
+
+def test_resolve_real_names(real: Catalog, real_root: Path) -> None:
+    scene = resolve("nc-landsat7")
+    entry = real.get("nc-landsat7", SceneEntry)
+    assert (scene.kind, scene.name, scene.bands, scene.stacked) == ("scene", "nc-landsat7", entry.bands, True)
+    assert scene.paths == tuple(entry.raster_paths()) and scene.entry == entry
+    one = resolve("pucallpa-landsat@1985", "image")
+    assert (one.kind, one.name, one.paths) == (
+        "scene", "pucallpa-landsat@1985", (real_root / "pucallpa-landsat/1985.tif",)
+    )  # fmt: skip
+    assert one.stacked and one.nodata == 0  # the catalog's nodata override needs a VRT
+    series = resolve("pucallpa-landsat")
+    assert series.kind == "timeseries" and series.dates == tuple(str(y) for y in range(1985, 2021, 5))
+    assert series.paths[-1] == real_root / "pucallpa-landsat/2020.tif"
+    labels = resolve("amazon-s2-rgb")
+    assert labels.kind == "labelset" and isinstance(labels.entry, LabelSetEntry) and len(labels.paths) == 113
+    model = resolve("forest-s2-rgb", "model")
+    assert model.kind == "model" and model.path == catalog.MODELS_DIR / "forest-s2-rgb.safetensors"
+    assert resolve("forest-s2-rgb").path == model.path
+
+
+def test_resolve_says_what_a_name_is(real: Catalog, real_root: Path) -> None:
+    with pytest.raises(CatalogError, match="'forest-s2-rgb' is a model of the catalog, not an image"):
+        resolve("forest-s2-rgb", "image")
+    with pytest.raises(CatalogError, match="'nc-landsat7' is a scene of the catalog, not a model"):
+        resolve("nc-landsat7", "model")
+    with pytest.raises(CatalogError, match="'amazon-s2-rgb' is a labelset of the catalog, not one image"):
+        resolve("amazon-s2-rgb", "image")
+    with pytest.raises(
+        CatalogError, match="'pucallpa-landsat' is a timeseries of the catalog, not one image"
+    ):
+        resolve("pucallpa-landsat", "image")
+    with pytest.raises(CatalogError, match="has no date '1986'; dates: 1985, 1990"):
+        resolve("pucallpa-landsat@1986")
+    with pytest.raises(CatalogError, match="'nc-landsat7' is a scene of the catalog, not a time series"):
+        resolve("nc-landsat7@2020", "image")
+
+
+def test_resolve_unknown_text_suggests(real: Catalog) -> None:
+    with pytest.raises(MissingFileError) as info:
+        resolve("nc-landsat8", "image")
+    message = str(info.value)
+    assert message.startswith("nc-landsat8: no such file or catalog scene (did you mean 'nc-landsat7'?)")
+    assert "`geoseg data list`" in message and "\n" not in message
+    with pytest.raises(MissingFileError, match="did you mean 'pucallpa-landsat'"):
+        resolve("pucalpa-landsat@1985")
+    with pytest.raises(CatalogError) as cinfo:
+        resolve("forest-s2-rbg", "model")
+    assert "no model 'forest-s2-rbg' in the catalog (did you mean 'forest-s2-rgb'?)" in str(cinfo.value)
+    assert "`geoseg data list`" in str(cinfo.value)
+    with pytest.raises(MissingFileError, match=r"^nope\.safetensors: no such model file$"):
+        resolve("nope.safetensors", "model")
+    with pytest.raises(MissingFileError, match="no such file or catalog entry"):
+        resolve("dir/nothing.tif")
+
+
+def test_resolve_local_paths_come_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    image = tmp_path / "scene.tif"
+    image.write_bytes(b"x")
+    found = resolve(image, "image")
+    assert (found.kind, found.path, found.image()) == ("file", image, image)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nc-landsat7").mkdir()  # a local folder named like a catalog scene wins...
+    assert resolve("nc-landsat7", "image").kind == "file"
+    with pytest.raises(CatalogError, match="not a model"):  # ...but is no checkpoint file
+        resolve("nc-landsat7", "model")
+    vsi = resolve("/vsicurl/https://example.org/a.tif", "image")
+    assert (vsi.kind, vsi.paths, vsi.image()) == ("gdal", (), "/vsicurl/https://example.org/a.tif")
+    with pytest.raises(CatalogError, match="is a GDAL path, not one file"):
+        _ = vsi.path
+
+
+def geotiff(root: Path, rel: str, value: int) -> str:
+    """A 4 x 3 single-band GeoTIFF at ``root/rel``; its sha256."""
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    profile = {"driver": "GTiff", "width": 4, "height": 3, "count": 1, "dtype": "uint8",
+               "crs": "EPSG:32633", "transform": from_origin(500000, 4000000, 10, 10)}  # fmt: skip
+    with rasterio.open(path, "w", **profile) as ds:
+        ds.write(np.full((1, 3, 4), value, dtype="uint8"))
+    return sha256_file(path)
+
+
+def test_resolve_stacks_a_temporary_catalog_scene(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import rasterio
+
+    root = tmp_path / "root"
+    tiny, mixed = scene_entry(root), scene_entry(root, "tiny-mixed", resolutions=[10, 20])
+    tiny["files"] = mixed["files"] = {f"b{i}.tif": geotiff(root / "tiny", f"b{i}.tif", i) for i in (1, 2)}
+    path = write_catalog(tmp_path, [tiny, mixed])
+    monkeypatch.setenv("GEOSEG_CATALOG", str(path))
+    monkeypatch.setenv("GEOSEG_DATA", str(root))
+    monkeypatch.setenv("GEOSEG_CACHE", str(tmp_path / "cache"))
+    found = resolve("tiny", "image")
+    assert found.stacked and found.paths == (root / "tiny/b1.tif", root / "tiny/b2.tif")
+    vrt = Path(found.image())
+    assert vrt.parent == tmp_path / "cache" / "inputs" and vrt.name.startswith("tiny-")
+    with rasterio.open(vrt) as ds:
+        assert ds.count == 2 and ds.descriptions == ("red", "nir") and ds.read()[:, 0, 0].tolist() == [1, 2]
+    assert catalog.catalog_image("tiny") == vrt and catalog.catalog_image("nothing") is None
+    with pytest.raises(CatalogError, match=r"'tiny-mixed' has files at different pixel sizes \(10, 20\)"):
+        resolve("tiny-mixed", "image")
+    assert resolve("tiny-mixed").kind == "scene"  # what it is, without reading it as one image
+    (root / "tiny" / "b1.tif").unlink()
+    with pytest.raises(MissingFileError, match="run `geoseg data fetch tiny`"):
+        resolve("tiny", "image")
+    assert len(resolve("tiny", check=False).paths) == 2
 
 
 # --------------------------------------------------------------------------- sha256

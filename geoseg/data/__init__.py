@@ -19,7 +19,7 @@ from geoseg.data._entries import (
 from geoseg.data._fetch import fetch
 from geoseg.data._landscape import class_map
 from geoseg.data._paths import CATALOG_ENV, DATA_ENV, MODELS_DIR, data_root, default_catalog_path
-from geoseg.data._resolve import catalog_image
+from geoseg.data._resolve import Resolved, catalog_image, resolve
 from geoseg.data._scene import (
     BAND_NAMES,
     BARE_SOIL,
@@ -54,6 +54,7 @@ __all__ = [
     "LabelClass",
     "LabelSetEntry",
     "ModelEntry",
+    "Resolved",
     "SceneEntry",
     "SceneSpec",
     "Source",
@@ -68,6 +69,7 @@ __all__ = [
     "fetch",
     "load_catalog",
     "make_change",
+    "resolve",
     "scene_bands",
     "scene_grid",
     "write_scene",

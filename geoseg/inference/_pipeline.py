@@ -29,7 +29,7 @@ import numpy as np
 
 from geoseg import __version__
 from geoseg.cluster import close_client
-from geoseg.errors import GeosegError, MissingFileError, ModelError, OutputError, SchedulerError
+from geoseg.errors import GeosegError, ModelError, OutputError, SchedulerError
 from geoseg.files import check_writable
 from geoseg.inference._cluster import (
     _ClusterStart,
@@ -354,14 +354,10 @@ def _ensure_onnx_export(model_path: Path) -> None:
 
 def _image_path(image: str | os.PathLike[str]) -> str | os.PathLike[str]:
     """An input as given when it is a file (or a GDAL /vsi path), else the catalog scene it names."""
-    if Path(image).exists() or str(image).startswith("/vsi"):
-        return image
-    from geoseg.data import catalog_image
+    from geoseg.data import resolve
 
-    found = catalog_image(str(image)) if "/" not in str(image) and not Path(image).suffix else None
-    if found is None:
-        raise MissingFileError("no such file or catalog scene; check the path (`geoseg data list`)", image)
-    return found
+    found = resolve(image, "image")
+    return image if found.kind in ("file", "gdal") else found.image()
 
 
 def _default_bands(images: Sequence[Any], spec: Any) -> list[str] | None:
