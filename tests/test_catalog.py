@@ -47,7 +47,7 @@ from geoseg.errors import (
 from geoseg.files import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
-DATASETS = ("amazon-s2-rgb", "nc-landsat7", "pucallpa-landsat")
+DATASETS = ("amazon-s2-rgb", "nc-landsat7", "pucallpa-landsat", "brandenburg-s2l1c", "zion-landsat8")
 
 
 def sha(data: bytes) -> str:
@@ -75,6 +75,8 @@ def test_real_catalog_loads(real: Catalog) -> None:
     assert real.path == REPO / "data_catalog.yaml"
     assert real.names() == [
         "amazon-s2-rgb", "nc-landsat7", "nc-landsat7-labels", "pucallpa-landsat",
+        "brandenburg-s2l1c", "brandenburg-s2l1c-landuse", "brandenburg-s2l1c-ref",
+        "zion-landsat8", "zion-landsat8-labels",
         "demo-synthetic", "forest-s2-rgb", "forest-s2-rgb-fast", "landcover-nc-landsat7",
     ]  # fmt: skip
     assert isinstance(real.get("amazon-s2-rgb"), LabelSetEntry)
@@ -173,6 +175,62 @@ def test_pucallpa_timeseries(real: Catalog, real_root: Path) -> None:
     one = ts.scene(2000)
     assert one.name == "pucallpa-landsat@2000" and one.raster_paths(real_root)[0].name == "2000.tif"
     assert one.present(real_root) and len(one.files) == 1
+
+
+def test_brandenburg_entries_tell_the_truth(real: Catalog, real_root: Path) -> None:
+    """13 band files at their own pixel sizes, as the catalog says; OSM polygons named by fclass."""
+    import pyogrio
+    import rasterio
+
+    scene = real.get("brandenburg-s2l1c", SceneEntry)
+    assert scene.bands is not None and scene.resolutions is not None and scene.mixed_resolutions
+    assert scene.bands[1:4] == ("blue", "green", "red") and scene.bands[7] == "nir"
+    for path, size in zip(scene.raster_paths(real_root), scene.resolutions, strict=True):
+        with rasterio.open(path) as ds:
+            assert ds.count == 1 and ds.res == (size, size) and ds.crs.to_epsg() == 32633, path.name
+    with pytest.raises(CatalogError, match=r"different pixel sizes \(10, 20, 60\)"):
+        resolve("brandenburg-s2l1c", "image")
+    landuse = real.get("brandenburg-s2l1c-landuse", LabelSetEntry)
+    assert (landuse.image, landuse.class_field, landuse.class_field_holds) == (
+        "brandenburg-s2l1c",
+        "fclass",
+        "name",
+    )
+    names = set(pyogrio.read_dataframe(landuse.polygons_path(real_root), read_geometry=False)["fclass"])
+    assert names == set(landuse.class_names().values())
+    ref = real.get("brandenburg-s2l1c-ref", LabelSetEntry)
+    assert ref.class_field_holds == "value" and ref.label_grid == "image"
+    values = set(pyogrio.read_dataframe(ref.polygons_path(real_root), read_geometry=False)["cid"])
+    assert values == set(ref.class_names())
+    for name in ("brandenburg-s2l1c", "brandenburg-s2l1c-landuse", "brandenburg-s2l1c-ref"):
+        real.get(name).verify(real_root)
+
+
+def test_zion_entries_tell_the_truth(real: Catalog, real_root: Path) -> None:
+    """Four uint16 band files with nodata 65535, stacked like nc-landsat7; NLCD on its own grid."""
+    import rasterio
+
+    scene = real.get("zion-landsat8", SceneEntry)
+    assert scene.bands == ("blue", "green", "red", "nir") and not scene.mixed_resolutions
+    for path in scene.raster_paths(real_root):
+        with rasterio.open(path) as ds:
+            assert (ds.dtypes[0], ds.nodata, ds.crs.to_epsg()) == ("uint16", 65535, 32612)
+    found = resolve("zion-landsat8", "image")
+    assert found.stacked and found.paths == tuple(scene.raster_paths(real_root))
+    labels = real.get("zion-landsat8-labels", LabelSetEntry)
+    assert labels.label_grid == "own" and labels.image == "zion-landsat8"
+    with (
+        rasterio.open(labels.label_raster_path(real_root)) as ds,
+        rasterio.open(scene.raster_paths()[0]) as img,
+    ):
+        assert ds.crs.to_epsg() == 26912 and ds.shape != img.shape  # another grid, as label_grid says
+        categories = ds.read(1, masked=True).compressed()
+        assert set(categories.tolist()) == set(labels.class_names())
+    sidecar = (labels.directory(real_root) / "nlcd.tif.aux.xml").read_text()
+    for name in labels.class_names().values():
+        assert f"<Category>{name.capitalize()}</Category>" in sidecar
+    for name in ("zion-landsat8", "zion-landsat8-labels"):
+        real.get(name).verify(real_root)
 
 
 def test_get_unknown_and_wrong_kind(real: Catalog) -> None:
@@ -865,6 +923,8 @@ def test_cli_list_real_catalog(real_root: Path) -> None:
     for name in ("amazon-s2-rgb", "nc-landsat7", "nc-landsat7-labels", "pucallpa-landsat"):
         assert any(line.split()[:1] == [name] for line in lines), name
     assert "113/113" in result.stdout and "6/6" in result.stdout and "8/8" in result.stdout
+    assert any(line.split()[:3] == ["brandenburg-s2l1c", "scene", "13/13"] for line in lines)
+    assert any(line.split()[:3] == ["zion-landsat8-labels", "labelset", "3/3"] for line in lines)
 
 
 def test_cli_list_with_catalog_option(tmp_path: Path) -> None:
