@@ -114,7 +114,8 @@ class Catalog:
                     raise CatalogError(f"entry {name!r} is a {e.kind}, not a {want}", path=self.path)
                 return e
         raise CatalogError(
-            f"no entry {name!r}; known entries: {', '.join(self.names()) or 'none'}", path=self.path
+            f"no entry {name!r}{suggest(name, self.names())}; known entries: {', '.join(self.names()) or 'none'}",
+            path=self.path,
         )
 
 
@@ -195,8 +196,8 @@ def _one_line(exc: ValidationError, raw: Any) -> str:
 
 def _missing(model: type[BaseModel], name: str) -> str:
     info = model.model_fields.get(name)
-    help = info.description if info is not None else None
-    return f"missing (required): {help}" if help else "missing (required)"
+    described = info.description if info is not None else None
+    return f"missing (required): {described}" if described else "missing (required)"
 
 
 def _where(loc: Sequence[Any], raw: Any) -> tuple[str | None, str]:

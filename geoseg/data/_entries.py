@@ -94,7 +94,7 @@ class Source(_Model):
 
     url: Url = option(..., "the landing page of the original data")
     licence: Text = option(..., "the terms the data are shared under")
-    citation: str = option("", "how to cite the data")
+    citation: Text = option("", "how to cite the data")
     download: OptionalUrlTemplate = option(
         None, "per-file download URL: {path} is the file's path in the entry, {name} its base name"
     )
