@@ -1,7 +1,7 @@
 """``geoseg data``: list the catalog's datasets, download missing files, check sha256s.
 
-Thin: the work is in ``geoseg.data`` (its face only). Errors are ``GeosegError``s, which the top-level group
-prints as one ``geoseg: error: ...`` line with exit status 2.
+Thin: the work is in ``geoseg.data`` (its face only). Errors are ``GeosegError``s, which the
+top-level group prints as one ``geoseg: error: ...`` line with exit status 2.
 """
 
 from __future__ import annotations
