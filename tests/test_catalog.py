@@ -634,12 +634,12 @@ def geotiff(root: Path, rel: str, value: int) -> str:
     """A 4 x 3 single-band GeoTIFF at ``root/rel``; its sha256."""
     import numpy as np
     import rasterio
-    from rasterio.transform import from_origin
+    from affine import Affine
 
     path = root / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     profile = {"driver": "GTiff", "width": 4, "height": 3, "count": 1, "dtype": "uint8",
-               "crs": "EPSG:32633", "transform": from_origin(500000, 4000000, 10, 10)}  # fmt: skip
+               "crs": "EPSG:32633", "transform": Affine(10, 0, 500000, 0, -10, 4000000)}  # fmt: skip
     with rasterio.open(path, "w", **profile) as ds:
         ds.write(np.full((1, 3, 4), value, dtype="uint8"))
     return sha256_file(path)
