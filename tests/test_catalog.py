@@ -35,12 +35,19 @@ from geoseg.data import (
     data_root,
     fetch,
     load_catalog,
+    resolve,
 )
-from geoseg.errors import CatalogError, ChecksumError, DataUnavailableError, MissingFileError
+from geoseg.errors import (
+    CatalogError,
+    ChecksumError,
+    DataUnavailableError,
+    MissingFileError,
+    OutputError,
+)
 from geoseg.files import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
-DATASETS = ("amazon-s2-rgb", "nc-landsat7", "pucallpa-landsat")
+DATASETS = ("amazon-s2-rgb", "nc-landsat7", "pucallpa-landsat", "brandenburg-s2l1c", "zion-landsat8")
 
 
 def sha(data: bytes) -> str:
@@ -68,6 +75,8 @@ def test_real_catalog_loads(real: Catalog) -> None:
     assert real.path == REPO / "data_catalog.yaml"
     assert real.names() == [
         "amazon-s2-rgb", "nc-landsat7", "nc-landsat7-labels", "pucallpa-landsat",
+        "brandenburg-s2l1c", "brandenburg-s2l1c-landuse", "brandenburg-s2l1c-ref",
+        "zion-landsat8", "zion-landsat8-labels",
         "demo-synthetic", "forest-s2-rgb", "forest-s2-rgb-fast", "landcover-nc-landsat7",
     ]  # fmt: skip
     assert isinstance(real.get("amazon-s2-rgb"), LabelSetEntry)
@@ -166,6 +175,62 @@ def test_pucallpa_timeseries(real: Catalog, real_root: Path) -> None:
     one = ts.scene(2000)
     assert one.name == "pucallpa-landsat@2000" and one.raster_paths(real_root)[0].name == "2000.tif"
     assert one.present(real_root) and len(one.files) == 1
+
+
+def test_brandenburg_entries_tell_the_truth(real: Catalog, real_root: Path) -> None:
+    """13 band files at their own pixel sizes, as the catalog says; OSM polygons named by fclass."""
+    import pyogrio
+    import rasterio
+
+    scene = real.get("brandenburg-s2l1c", SceneEntry)
+    assert scene.bands is not None and scene.resolutions is not None and scene.mixed_resolutions
+    assert scene.bands[1:4] == ("blue", "green", "red") and scene.bands[7] == "nir"
+    for path, size in zip(scene.raster_paths(real_root), scene.resolutions, strict=True):
+        with rasterio.open(path) as ds:
+            assert ds.count == 1 and ds.res == (size, size) and ds.crs.to_epsg() == 32633, path.name
+    with pytest.raises(CatalogError, match=r"different pixel sizes \(10, 20, 60\)"):
+        resolve("brandenburg-s2l1c", "image")
+    landuse = real.get("brandenburg-s2l1c-landuse", LabelSetEntry)
+    assert (landuse.image, landuse.class_field, landuse.class_field_holds) == (
+        "brandenburg-s2l1c",
+        "fclass",
+        "name",
+    )
+    names = set(pyogrio.read_dataframe(landuse.polygons_path(real_root), read_geometry=False)["fclass"])
+    assert names == set(landuse.class_names().values())
+    ref = real.get("brandenburg-s2l1c-ref", LabelSetEntry)
+    assert ref.class_field_holds == "value" and ref.label_grid == "image"
+    values = set(pyogrio.read_dataframe(ref.polygons_path(real_root), read_geometry=False)["cid"])
+    assert values == set(ref.class_names())
+    for name in ("brandenburg-s2l1c", "brandenburg-s2l1c-landuse", "brandenburg-s2l1c-ref"):
+        real.get(name).verify(real_root)
+
+
+def test_zion_entries_tell_the_truth(real: Catalog, real_root: Path) -> None:
+    """Four uint16 band files with nodata 65535, stacked like nc-landsat7; NLCD on its own grid."""
+    import rasterio
+
+    scene = real.get("zion-landsat8", SceneEntry)
+    assert scene.bands == ("blue", "green", "red", "nir") and not scene.mixed_resolutions
+    for path in scene.raster_paths(real_root):
+        with rasterio.open(path) as ds:
+            assert (ds.dtypes[0], ds.nodata, ds.crs.to_epsg()) == ("uint16", 65535, 32612)
+    found = resolve("zion-landsat8", "image")
+    assert found.stacked and found.paths == tuple(scene.raster_paths(real_root))
+    labels = real.get("zion-landsat8-labels", LabelSetEntry)
+    assert labels.label_grid == "own" and labels.image == "zion-landsat8"
+    with (
+        rasterio.open(labels.label_raster_path(real_root)) as ds,
+        rasterio.open(scene.raster_paths()[0]) as img,
+    ):
+        assert ds.crs.to_epsg() == 26912 and ds.shape != img.shape  # another grid, as label_grid says
+        categories = ds.read(1, masked=True).compressed()
+        assert set(categories.tolist()) == set(labels.class_names())
+    sidecar = (labels.directory(real_root) / "nlcd.tif.aux.xml").read_text()
+    for name in labels.class_names().values():
+        assert f"<Category>{name.capitalize()}</Category>" in sidecar
+    for name in ("zion-landsat8", "zion-landsat8-labels"):
+        real.get(name).verify(real_root)
 
 
 def test_get_unknown_and_wrong_kind(real: Catalog) -> None:
@@ -362,9 +427,9 @@ def test_unreadable_and_non_yaml_catalogs(tmp_path: Path) -> None:
     assert "cannot read the catalog" in catalog_error(tmp_path)  # a directory
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 1\nentries: [\n  - name: x\n")
-    assert "not a valid YAML catalog" in catalog_error(bad)
+    assert "not valid YAML" in catalog_error(bad)  # the one YAML loader's words (geoseg.yamlfile)
     bad.write_bytes(b"\xff\xfe\x00garbage")
-    assert "not UTF-8" in catalog_error(bad)
+    assert "not a UTF-8 text file" in catalog_error(bad)
     bad.write_text("")
     assert "empty catalog" in catalog_error(bad)
     bad.write_text("- just\n- a list\n")
@@ -449,7 +514,9 @@ def test_labelset_class_colours(tmp_path: Path) -> None:
             in message
         )
     entry = labelset_entry(tmp_path, classes={1: {"name": "forest", "color": "#000000"}})
-    assert "key 'classes.1': unknown keys ['color']" in catalog_error(write_catalog(tmp_path, [entry]))
+    assert "key 'classes.1.color': unknown key (did you mean 'colour'?)" in catalog_error(
+        write_catalog(tmp_path, [entry])
+    )
     entry = labelset_entry(tmp_path, classes={1: {"colour": "#000000"}})
     assert "key 'classes.1': expected a class name, got nothing" in catalog_error(
         write_catalog(tmp_path, [entry])
@@ -487,6 +554,121 @@ def test_installed_package_carries_the_catalog(tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=60)  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == [str(site / "geoseg" / "data_catalog.yaml"), "forest-s2-rgb"]
+
+
+# --------------------------------------------------------------------------- resolve
+
+
+def test_resolve_real_names(real: Catalog, real_root: Path) -> None:
+    scene = resolve("nc-landsat7")
+    entry = real.get("nc-landsat7", SceneEntry)
+    assert (scene.kind, scene.name, scene.bands, scene.stacked) == ("scene", "nc-landsat7", entry.bands, True)
+    assert scene.paths == tuple(entry.raster_paths()) and scene.entry == entry
+    one = resolve("pucallpa-landsat@1985", "image")
+    assert (one.kind, one.name, one.paths) == (
+        "scene", "pucallpa-landsat@1985", (real_root / "pucallpa-landsat/1985.tif",)
+    )  # fmt: skip
+    assert one.stacked and one.nodata == 0  # the catalog's nodata override needs a VRT
+    series = resolve("pucallpa-landsat")
+    assert series.kind == "timeseries" and series.dates == tuple(str(y) for y in range(1985, 2021, 5))
+    assert series.paths[-1] == real_root / "pucallpa-landsat/2020.tif"
+    labels = resolve("amazon-s2-rgb")
+    assert labels.kind == "labelset" and isinstance(labels.entry, LabelSetEntry) and len(labels.paths) == 113
+    model = resolve("forest-s2-rgb", "model")
+    assert model.kind == "model" and model.path == catalog.MODELS_DIR / "forest-s2-rgb.safetensors"
+    assert resolve("forest-s2-rgb").path == model.path
+
+
+def test_resolve_says_what_a_name_is(real: Catalog, real_root: Path) -> None:
+    with pytest.raises(CatalogError, match="'forest-s2-rgb' is a model of the catalog, not an image"):
+        resolve("forest-s2-rgb", "image")
+    with pytest.raises(CatalogError, match="'nc-landsat7' is a scene of the catalog, not a model"):
+        resolve("nc-landsat7", "model")
+    with pytest.raises(CatalogError, match="'amazon-s2-rgb' is a labelset of the catalog, not one image"):
+        resolve("amazon-s2-rgb", "image")
+    with pytest.raises(
+        CatalogError, match="'pucallpa-landsat' is a timeseries of the catalog, not one image"
+    ):
+        resolve("pucallpa-landsat", "image")
+    with pytest.raises(CatalogError, match="has no date '1986'; dates: 1985, 1990"):
+        resolve("pucallpa-landsat@1986")
+    with pytest.raises(CatalogError, match="'nc-landsat7' is a scene of the catalog, not a time series"):
+        resolve("nc-landsat7@2020", "image")
+
+
+def test_resolve_unknown_text_suggests(real: Catalog) -> None:
+    with pytest.raises(MissingFileError) as info:
+        resolve("nc-landsat8", "image")
+    message = str(info.value)
+    assert message.startswith("nc-landsat8: no such file or catalog scene (did you mean 'nc-landsat7'?)")
+    assert "`geoseg data list`" in message and "\n" not in message
+    with pytest.raises(MissingFileError, match="did you mean 'pucallpa-landsat'"):
+        resolve("pucalpa-landsat@1985")
+    with pytest.raises(CatalogError) as cinfo:
+        resolve("forest-s2-rbg", "model")
+    assert "no model 'forest-s2-rbg' in the catalog (did you mean 'forest-s2-rgb'?)" in str(cinfo.value)
+    assert "`geoseg data list`" in str(cinfo.value)
+    with pytest.raises(MissingFileError, match=r"^nope\.safetensors: no such model file$"):
+        resolve("nope.safetensors", "model")
+    with pytest.raises(MissingFileError, match="no such file or catalog entry"):
+        resolve("dir/nothing.tif")
+
+
+def test_resolve_local_paths_come_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    image = tmp_path / "scene.tif"
+    image.write_bytes(b"x")
+    found = resolve(image, "image")
+    assert (found.kind, found.path, found.image()) == ("file", image, image)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nc-landsat7").mkdir()  # a local folder named like a catalog scene wins...
+    assert resolve("nc-landsat7", "image").kind == "file"
+    with pytest.raises(CatalogError, match="not a model"):  # ...but is no checkpoint file
+        resolve("nc-landsat7", "model")
+    vsi = resolve("/vsicurl/https://example.org/a.tif", "image")
+    assert (vsi.kind, vsi.paths, vsi.image()) == ("gdal", (), "/vsicurl/https://example.org/a.tif")
+    with pytest.raises(CatalogError, match="is a GDAL path, not one file"):
+        _ = vsi.path
+
+
+def geotiff(root: Path, rel: str, value: int) -> str:
+    """A 4 x 3 single-band GeoTIFF at ``root/rel``; its sha256."""
+    import numpy as np
+    import rasterio
+    from affine import Affine
+
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    profile = {"driver": "GTiff", "width": 4, "height": 3, "count": 1, "dtype": "uint8",
+               "crs": "EPSG:32633", "transform": Affine(10, 0, 500000, 0, -10, 4000000)}  # fmt: skip
+    with rasterio.open(path, "w", **profile) as ds:
+        ds.write(np.full((1, 3, 4), value, dtype="uint8"))
+    return sha256_file(path)
+
+
+def test_resolve_stacks_a_temporary_catalog_scene(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import rasterio
+
+    root = tmp_path / "root"
+    tiny, mixed = scene_entry(root), scene_entry(root, "tiny-mixed", resolutions=[10, 20])
+    tiny["files"] = mixed["files"] = {f"b{i}.tif": geotiff(root / "tiny", f"b{i}.tif", i) for i in (1, 2)}
+    path = write_catalog(tmp_path, [tiny, mixed])
+    monkeypatch.setenv("GEOSEG_CATALOG", str(path))
+    monkeypatch.setenv("GEOSEG_DATA", str(root))
+    monkeypatch.setenv("GEOSEG_CACHE", str(tmp_path / "cache"))
+    found = resolve("tiny", "image")
+    assert found.stacked and found.paths == (root / "tiny/b1.tif", root / "tiny/b2.tif")
+    vrt = Path(found.image())
+    assert vrt.parent == tmp_path / "cache" / "inputs" and vrt.name.startswith("tiny-")
+    with rasterio.open(vrt) as ds:
+        assert ds.count == 2 and ds.descriptions == ("red", "nir") and ds.read()[:, 0, 0].tolist() == [1, 2]
+    assert catalog.catalog_image("tiny") == vrt and catalog.catalog_image("nothing") is None
+    with pytest.raises(CatalogError, match=r"'tiny-mixed' has files at different pixel sizes \(10, 20\)"):
+        resolve("tiny-mixed", "image")
+    assert resolve("tiny-mixed").kind == "scene"  # what it is, without reading it as one image
+    (root / "tiny" / "b1.tif").unlink()
+    with pytest.raises(MissingFileError, match="run `geoseg data fetch tiny`"):
+        resolve("tiny", "image")
+    assert len(resolve("tiny", check=False).paths) == 2
 
 
 # --------------------------------------------------------------------------- sha256
@@ -695,6 +877,42 @@ def test_fetch_without_download_info(tmp_path: Path) -> None:
         fetch(entry, tmp_path / "root")
 
 
+def test_fetch_silent_server_times_out(tmp_path: Path, no_proxy: None) -> None:
+    """A server that takes the connection but never answers: the timeout, one line, nothing left."""
+    with socket.socket() as listening:  # the kernel accepts into the backlog; nobody replies
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(1)
+        url = f"http://127.0.0.1:{listening.getsockname()[1]}/{{path}}"
+        entry = load_catalog(write_catalog(tmp_path, [remote_entry(url, {"a.tif": sha(b"a")})])).get("remote")
+        start = time.monotonic()
+        with pytest.raises(DataUnavailableError, match=r"no answer within 0\.5 s"):
+            fetch(entry, tmp_path / "root", timeout=0.5)
+        assert time.monotonic() - start < 5
+    assert leftovers(tmp_path / "root") == []
+
+
+def test_fetch_file_url_and_quiet(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """``file:`` URLs (a local mirror) download like http ones; the library prints nothing
+    (pooch logs each download at INFO to stderr unless told otherwise)."""
+    mirror = tmp_path / "mirror"
+    files = {"a.tif": make_file(mirror, "a.tif", b"A" * 100)}
+    cat = load_catalog(write_catalog(tmp_path, [remote_entry(f"{mirror.as_uri()}/{{path}}", files)]))
+    assert fetch(cat.get("remote"), tmp_path / "root") == [tmp_path / "root/remote/a.tif"]
+    assert capfd.readouterr() == ("", "")
+    gone = remote_entry(f"{(tmp_path / 'nowhere').as_uri()}/{{path}}", files)
+    with pytest.raises(DataUnavailableError, match="no such file"):
+        fetch(load_catalog(write_catalog(tmp_path, [gone])).get("remote"), tmp_path / "root2")
+
+
+def test_fetch_into_unwritable_root(tmp_path: Path, server: tuple[str, Path]) -> None:
+    base, served = server
+    files = {"a.tif": make_file(served, "a.tif", b"A")}
+    entry = load_catalog(write_catalog(tmp_path, [remote_entry(f"{base}/{{path}}", files)])).get("remote")
+    (tmp_path / "a-file").write_bytes(b"")  # a root under a file: no directory can be made there
+    with pytest.raises(OutputError, match="cannot write into the data directory"):
+        fetch(entry, tmp_path / "a-file" / "root")
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -705,6 +923,8 @@ def test_cli_list_real_catalog(real_root: Path) -> None:
     for name in ("amazon-s2-rgb", "nc-landsat7", "nc-landsat7-labels", "pucallpa-landsat"):
         assert any(line.split()[:1] == [name] for line in lines), name
     assert "113/113" in result.stdout and "6/6" in result.stdout and "8/8" in result.stdout
+    assert any(line.split()[:3] == ["brandenburg-s2l1c", "scene", "13/13"] for line in lines)
+    assert any(line.split()[:3] == ["zion-landsat8-labels", "labelset", "3/3"] for line in lines)
 
 
 def test_cli_list_with_catalog_option(tmp_path: Path) -> None:

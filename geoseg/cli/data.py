@@ -1,7 +1,7 @@
 """``geoseg data``: list the catalog's datasets, download missing files, check sha256s.
 
-Thin: the work is in ``geoseg.catalog``. Errors are ``GeosegError``s, which the top-level group
-prints as one ``geoseg: error: ...`` line with exit status 2.
+Thin: the work is in ``geoseg.data`` (its face only). Errors are ``GeosegError``s, which the
+top-level group prints as one ``geoseg: error: ...`` line with exit status 2.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def _short(text: str, width: int = _DESCRIPTION_WIDTH) -> str:
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help=f"Data root [default: ${catalog.DATA_ENV}, else ../shared/data beside the checkout, "
-    "else ~/.local/share/geoseg].",
+    "else the per-user data directory: ~/.local/share/geoseg on Linux].",
 )
 @click.pass_context
 def command(ctx: click.Context, catalog_path: Path | None, data_root: Path | None) -> None:

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 from geoseg.data._catalog import Catalog, load_catalog
-from geoseg.data._entries import LabelSetEntry, ModelEntry, SceneEntry, TimeSeriesEntry
+from geoseg.data._entries import (
+    Archive,
+    DatedRaster,
+    Entry,
+    FileRecord,
+    LabelClass,
+    LabelSetEntry,
+    ModelEntry,
+    SceneEntry,
+    Source,
+    Split,
+    TimeSeriesEntry,
+)
 from geoseg.data._fetch import fetch
 from geoseg.data._landscape import class_map
 from geoseg.data._paths import CATALOG_ENV, DATA_ENV, MODELS_DIR, data_root, default_catalog_path
-from geoseg.data._resolve import catalog_image
+from geoseg.data._resolve import Resolved, catalog_image, resolve
 from geoseg.data._scene import (
     BAND_NAMES,
     BARE_SOIL,
@@ -34,11 +46,19 @@ __all__ = [
     "GRASSLAND",
     "MODELS_DIR",
     "WATER",
+    "Archive",
     "Catalog",
+    "DatedRaster",
+    "Entry",
+    "FileRecord",
+    "LabelClass",
     "LabelSetEntry",
     "ModelEntry",
+    "Resolved",
     "SceneEntry",
     "SceneSpec",
+    "Source",
+    "Split",
     "TimeSeriesEntry",
     "catalog_image",
     "change_events",
@@ -49,6 +69,7 @@ __all__ = [
     "fetch",
     "load_catalog",
     "make_change",
+    "resolve",
     "scene_bands",
     "scene_grid",
     "write_scene",

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-import re
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
+
+import platformdirs
 
 CATALOG_ENV = "GEOSEG_CATALOG"
 
@@ -32,16 +33,6 @@ _REPO_ROOT = _PACKAGE_DIR.parent
 #: Checkpoints shipped with the package; model entries look here before the data root.
 MODELS_DIR = _PACKAGE_DIR / "models"
 
-_CHUNK = 1 << 20
-
-
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-
-_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
-
-
 PathLike = str | os.PathLike[str]
 
 
@@ -49,9 +40,10 @@ def data_root() -> Path:
     """The directory that catalog paths are relative to.
 
     In order: ``$GEOSEG_DATA``; ``../shared/data`` beside the repository checkout this module
-    runs from, or beside the current working directory; else a per-user data directory,
-    ``$XDG_DATA_HOME/geoseg`` or ``~/.local/share/geoseg`` (which may not exist yet: ``fetch``
-    creates it).
+    runs from, or beside the current working directory; else the per-user data directory
+    (which may not exist yet: ``fetch`` creates it): on Linux ``$XDG_DATA_HOME/geoseg`` or
+    ``~/.local/share/geoseg``, on macOS ``~/Library/Application Support/geoseg``, on Windows
+    ``%LOCALAPPDATA%\\geoseg``.
     """
     env = os.environ.get(DATA_ENV)
     if env:
@@ -60,10 +52,9 @@ def data_root() -> Path:
         candidate = base.parent / "shared" / "data"
         if candidate.is_dir():
             return candidate.resolve()
-    xdg = os.environ.get("XDG_DATA_HOME")
-    # The XDG spec says a relative XDG_DATA_HOME is invalid and must be ignored.
-    base_dir = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
-    return base_dir / "geoseg"
+    # platformdirs follows each platform's convention (and ignores a relative XDG_DATA_HOME,
+    # as the XDG spec asks); appauthor=False: no vendor folder above geoseg's on Windows
+    return Path(platformdirs.user_data_dir("geoseg", appauthor=False))
 
 
 def default_catalog_path() -> Path:

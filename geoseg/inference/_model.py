@@ -296,15 +296,9 @@ def _existing(path: str | os.PathLike[str]) -> Path:
 
 def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
     """A checkpoint path, or the name of a model entry of the catalog (e.g. ``forest-s2-rgb``)."""
-    p = Path(name_or_path)
-    if p.is_file():
-        return p
-    if p.suffix or os.sep in str(name_or_path):
-        return _existing(p)
-    from geoseg.data import ModelEntry, load_catalog
+    from geoseg.data import resolve
 
-    entry = load_catalog().get(str(name_or_path), ModelEntry)
-    return _existing(entry.checkpoint_path())
+    return resolve(name_or_path, "model").path
 
 
 def init_checkpoint(out: str | os.PathLike[str], spec: ModelSpec, seed: int = 0) -> Path:

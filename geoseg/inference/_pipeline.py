@@ -31,10 +31,10 @@ from geoseg import __version__
 from geoseg.cluster import close_client
 from geoseg.errors import (
     GeosegError,
-    MissingFileError,
     ModelError,
     OutputError,
     SchedulerError,
+    missing_extra,
 )
 from geoseg.files import check_writable
 from geoseg.inference._cluster import (
@@ -98,15 +98,30 @@ def predict(
     PredictResult
         The output's path and grid, the tile counts and the time taken.
     """
+    try:
+        return _predict(images, model, out, options, client, progress, tags, keywords)
+    except ModuleNotFoundError as exc:  # the models' libraries: geoseg[predict]
+        missing = missing_extra(exc, "predicting")
+        if missing is None:
+            raise
+        raise missing from exc
+
+
+def _predict(
+    images: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    model: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    options: PredictOptions | None,
+    client: Any,
+    progress: Progress | None,
+    tags: dict[str, str] | None,
+    keywords: dict[str, Any],
+) -> PredictResult:
     from geoseg.files import file_sha256
     from geoseg.inference._model import read_spec, resolve_model_path
 
     t0 = time.perf_counter()
-    opts = (
-        PredictOptions.build({**options.model_dump(), **keywords})
-        if options
-        else PredictOptions.build(keywords)
-    )
+    opts = PredictOptions.build({**(options.model_dump() if options else {}), **keywords})
     if isinstance(images, (str, os.PathLike)):
         images = [images]
     images = [_image_path(i) for i in images]  # the inputs first: what a user most often mistypes
@@ -377,14 +392,10 @@ def _ensure_onnx_export(model_path: Path) -> None:
 
 def _image_path(image: str | os.PathLike[str]) -> str | os.PathLike[str]:
     """An input as given when it is a file (or a GDAL /vsi path), else the catalog scene it names."""
-    if Path(image).exists() or str(image).startswith("/vsi"):
-        return image
-    from geoseg.data import catalog_image
+    from geoseg.data import resolve
 
-    found = catalog_image(str(image)) if "/" not in str(image) and not Path(image).suffix else None
-    if found is None:
-        raise MissingFileError("no such file or catalog scene; check the path (`geoseg data list`)", image)
-    return found
+    found = resolve(image, "image")
+    return image if found.kind in ("file", "gdal") else found.image()
 
 
 def _default_bands(images: Sequence[Any], spec: Any) -> list[str] | None:
