@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from geoseg.training._config import TrainConfig, load_config
+from geoseg.training._config import TrainConfig, Zoom, load_config
 from geoseg.training._data import (
     IGNORE,
     ChipSampler,
@@ -14,7 +14,7 @@ from geoseg.training._data import (
 )
 from geoseg.training._metrics import PaperMetric, Scores, confusion
 from geoseg.training._pseudo import PseudoLabelConfig, pseudo_samples
-from geoseg.training._trainer import Trainer, evaluate, train
+from geoseg.training._trainer import Trainer, TrainResult, evaluate, train
 
 __all__ = [
     "IGNORE",
@@ -25,7 +25,9 @@ __all__ = [
     "Sample",
     "Scores",
     "TrainConfig",
+    "TrainResult",
     "Trainer",
+    "Zoom",
     "confusion",
     "evaluate",
     "load_config",
