@@ -1,5 +1,5 @@
-"""Training options: one declaration per key, errors that name the file and key (or the
-flag, or the keyword); no training runs here, so these take seconds."""
+"""Training and evaluate options: one declaration per key, errors that name the file and key
+(or the flag, or the keyword); no training runs here, so these take seconds."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from geoseg.cli import main
 from geoseg.errors import ConfigError
-from geoseg.training import PseudoLabelConfig, TrainConfig, load_config
+from geoseg.training import EvaluateOptions, PseudoLabelConfig, TrainConfig, evaluate, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = {"out": "m.safetensors", "dataset": "amazon-s2-rgb"}
@@ -173,3 +173,22 @@ def test_train_overrides_are_checked_as_the_flags(tmp_path: Path, monkeypatch: p
         str(tmp_path / "o.safetensors"),
         "amazon-s2-rgb",
     )
+
+
+def test_evaluate_options_name_the_flag_or_the_keyword() -> None:
+    runner = CliRunner()
+    r = runner.invoke(main, ["evaluate", "-m", "forest-s2-rgb", "-d", "amazon-s2-rgb", "--zoom", "0"])
+    assert r.exit_code == 2 and "--zoom must be in (0, 8], got 0.0" in r.output, r.output
+    r = runner.invoke(main, ["evaluate", "-m", "forest-s2-rgb", "-d", "amazon-s2-rgb", "--threads", "0"])
+    assert r.exit_code == 2 and "--threads must be at least 1, got 0" in r.output, r.output
+    help_text = runner.invoke(main, ["evaluate", "--help"]).output
+    for text in ("--split", "[default: validation]", "--tta", "--zoom FLOAT", "the model's own", "--json"):
+        assert text in help_text
+    with pytest.raises(ConfigError, match=r"^zoom must be in \(0, 8\], got 0\.0$"):
+        evaluate("forest-s2-rgb", "amazon-s2-rgb", zoom=0)  # before the model is loaded
+    with pytest.raises(ConfigError, match=r"^unknown key 'tta_' \(did you mean 'tta'\?\)"):
+        evaluate("forest-s2-rgb", "amazon-s2-rgb", tta_=True)
+    with pytest.raises(ConfigError, match=r"^threads must be at least 1, got 0$"):
+        evaluate("forest-s2-rgb", "amazon-s2-rgb", options=EvaluateOptions.build({"tta": True}), threads=0)
+    opts = EvaluateOptions.build({"split": "training", "zoom": 1.25})
+    assert (opts.split, opts.tta, opts.zoom, opts.threads) == ("training", False, 1.25, None)

@@ -12,14 +12,16 @@ from geoseg.training._data import (
     rasterise_polygons,
     read_mask,
 )
+from geoseg.training._evaluate import EvaluateOptions, evaluate
 from geoseg.training._metrics import PaperMetric, Scores, confusion
 from geoseg.training._pseudo import PseudoLabelConfig, pseudo_samples
-from geoseg.training._trainer import Trainer, TrainResult, evaluate, train
+from geoseg.training._trainer import Trainer, TrainResult, train
 
 __all__ = [
     "IGNORE",
     "ChipSampler",
     "Dataset",
+    "EvaluateOptions",
     "PaperMetric",
     "PseudoLabelConfig",
     "Sample",

@@ -26,8 +26,7 @@ from typing import Any
 import numpy as np
 
 from geoseg import __version__
-from geoseg.errors import ConfigError, GeosegError
-from geoseg.inference import check_zoom
+from geoseg.errors import GeosegError
 from geoseg.progress import Progress, report
 from geoseg.training._config import TrainConfig
 from geoseg.training._data import (
@@ -253,53 +252,3 @@ def train(cfg: TrainConfig, progress: Progress | None = None, resume: bool = Fal
     if not data.val:
         raise GeosegError("the validation split is empty")
     return Trainer(cfg, data).fit(progress, resume=resume)
-
-
-def evaluate(
-    model: str | os.PathLike[str],
-    dataset: str,
-    split: str = "validation",
-    threads: int | None = None,
-    tta: bool = False,
-    zoom: float | None = None,
-) -> dict[str, Any]:
-    """Score a checkpoint on a catalog label set's split: pooled metrics (+ the paper's).
-
-    ``tta`` scores the mean over the 8 rotations/flips of each image, as ``predict --tta``;
-    ``zoom`` overrides the checkpoint's (``predict --zoom``).
-    """
-    import torch
-
-    from geoseg.inference import load_checkpoint
-
-    if threads:
-        torch.set_num_threads(threads)
-    loaded = load_checkpoint(model)
-    spec = loaded.spec if zoom is None else replace(loaded.spec, zoom=check_zoom(zoom, "--zoom"))
-    cfg = TrainConfig(out="-", dataset=dataset, split_train=split, split_val=split, bands=spec.bands)
-    data = load_labelset(dataset, cfg)
-    if len(data.classes) != spec.n_classes:
-        raise ConfigError(
-            f"{loaded.path.name} predicts {spec.n_classes} classes but {dataset} has {len(data.classes)}"
-        )
-    if len(data.bands) != len(spec.bands):
-        raise ConfigError(
-            f"{loaded.path.name} expects {len(spec.bands)} bands but {dataset} has {len(data.bands)}"
-        )
-    trainer = Trainer.__new__(Trainer)
-    trainer.cfg, trainer.data = cfg, data
-    per_tile = trainer.tile_confusions(loaded.module, spec, tta)
-    scores = trainer.scores(per_tile)
-    out: dict[str, Any] = {
-        "model": str(loaded.path),
-        "sha256": loaded.sha256,
-        "dataset": dataset,
-        "split": split,
-        "tta": tta,
-        "zoom": spec.zoom,
-    }
-    out.update(scores.as_dict())
-    out["table"] = scores.table()
-    if dataset == "amazon-s2-rgb":
-        out["paper"] = paper_metric(per_tile)
-    return out
