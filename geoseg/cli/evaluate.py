@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
+
+from geoseg.cli._options import from_flags, options
+from geoseg.training import EvaluateOptions
 
 
 @click.command("evaluate")
 @click.option("--model", "-m", required=True, help="Checkpoint file or catalog model name.")
 @click.option("--dataset", "-d", required=True, help="A label set of the catalog (e.g. amazon-s2-rgb).")
-@click.option("--split", default="validation", show_default=True)
+@options(EvaluateOptions)  # --split, --tta, --zoom, --threads: declared once, in the model
 @click.option(
     "--json",
     "json_path",
@@ -19,38 +23,18 @@ import click
     default=None,
     help="Also write the metrics as JSON.",
 )
-@click.option("--tta", is_flag=True, help="Score the mean over the 8 rotations/flips of each image.")
-@click.option(
-    "--zoom",
-    type=float,
-    default=None,
-    help="Resample each image by this factor for the model [default: the model's own].",
-)
-@click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    default=None,
-    help="CPU threads for the model (default: torch's).",
-)
-def command(
-    model: str,
-    dataset: str,
-    split: str,
-    json_path: Path | None,
-    tta: bool,
-    zoom: float | None,
-    threads: int | None,
-) -> None:
+def command(model: str, dataset: str, json_path: Path | None, **flags: Any) -> None:
     """Confusion matrix, per-class IoU/precision/recall/F1, mIoU, accuracy and kappa."""
     from geoseg.files import atomic_output, check_writable
     from geoseg.training import evaluate
 
+    opts = from_flags(EvaluateOptions, flags)  # a bad value is said as its flag (--zoom)
     if json_path:
         check_writable(json_path)
-    result = evaluate(model, dataset, split, threads=threads, tta=tta, zoom=zoom)
+    result = evaluate(model, dataset, options=opts)
     click.echo(
-        f"{result['model']} on {dataset}/{split}"
-        + (" (8-view test-time augmentation)" if tta else "")
+        f"{result['model']} on {dataset}/{opts.split}"
+        + (" (8-view test-time augmentation)" if opts.tta else "")
         + (f" at zoom {result['zoom']:g}" if result["zoom"] != 1 else "")
     )
     click.echo(result.pop("table"))

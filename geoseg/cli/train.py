@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from geoseg.cli._options import from_flags
 from geoseg.cli._progress import progress_bar
 
 
@@ -18,15 +19,14 @@ from geoseg.cli._progress import progress_bar
 @click.option("--resume", is_flag=True, help="Continue from the last finished epoch of an interrupted run.")
 def command(config: Path, out: Path | None, epochs: int | None, resume: bool) -> None:
     """Train a model as CONFIG (YAML) says; prints validation metrics."""
-    import dataclasses
-
-    from geoseg.training import load_config, train
+    from geoseg.training import TrainConfig, load_config, train
 
     cfg = load_config(config)
-    if out is not None:
-        cfg = dataclasses.replace(cfg, out=str(out))
-    if epochs is not None:
-        cfg = dataclasses.replace(cfg, epochs=epochs)
+    overrides = {k: v for k, v in {"out": out and str(out), "epochs": epochs}.items() if v is not None}
+    if overrides:
+        # the config's other keys as they are, the overrides checked by the same model and
+        # said as the flags (--epochs must be at least 1, got 0)
+        cfg = from_flags(TrainConfig, overrides, **{k: v for k, v in cfg if k not in overrides})
     with progress_bar("train", unit="epoch", log_every=0) as bar:
         result = train(cfg, progress=bar, resume=resume)
     click.echo(result.scores.table())

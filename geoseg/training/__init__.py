@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from geoseg.training._config import TrainConfig, load_config
+from geoseg.training._config import TrainConfig, Zoom, load_config
 from geoseg.training._data import (
     IGNORE,
     ChipSampler,
@@ -12,20 +12,24 @@ from geoseg.training._data import (
     rasterise_polygons,
     read_mask,
 )
+from geoseg.training._evaluate import EvaluateOptions, evaluate
 from geoseg.training._metrics import PaperMetric, Scores, confusion
 from geoseg.training._pseudo import PseudoLabelConfig, pseudo_samples
-from geoseg.training._trainer import Trainer, evaluate, train
+from geoseg.training._trainer import Trainer, TrainResult, train
 
 __all__ = [
     "IGNORE",
     "ChipSampler",
     "Dataset",
+    "EvaluateOptions",
     "PaperMetric",
     "PseudoLabelConfig",
     "Sample",
     "Scores",
     "TrainConfig",
+    "TrainResult",
     "Trainer",
+    "Zoom",
     "confusion",
     "evaluate",
     "load_config",

@@ -19,7 +19,7 @@ from geoseg.errors import (
 )
 from geoseg.raster import open_raster
 from geoseg.training._config import TrainConfig
-from geoseg.training._pseudo import PseudoLabelConfig, pseudo_samples
+from geoseg.training._pseudo import pseudo_samples
 
 IGNORE = 255
 
@@ -108,7 +108,7 @@ def load_labelset(name: str, cfg: TrainConfig) -> Dataset:
         prov: dict[str, Any] = {"dataset": name, "train_split": cfg.split_train, "val_split": cfg.split_val,
                                 "train_images": len(train), "val_images": len(val)}  # fmt: skip
         if cfg.pseudo_labels is not None:
-            pl = PseudoLabelConfig.from_dict(cfg.pseudo_labels)
+            pl = cfg.pseudo_labels
             labelled = [p for sp in entry.splits if sp.masks is not None for p in entry.images(sp.name)]
             extra, prov["pseudo_labels"] = pseudo_samples(
                 pl, entry.images(pl.split), labelled, len(classes), band_names, cfg.bands

@@ -12,43 +12,29 @@ card of ``forest-s2-rgb``): the teacher's errors there are the bias it was meant
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, fields
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from geoseg.errors import ConfigError, refuse_unknown_keys
+from geoseg.errors import ConfigError
+from geoseg.options import Options, option
 
 IGNORE = 255
 
 
-@dataclass(frozen=True)
-class PseudoLabelConfig:
+class PseudoLabelConfig(Options):
     """The ``pseudo_labels`` section of a training config."""
 
-    teacher: str  # checkpoint path or catalog model name, trained without the validation split
-    split: str = "test"  # an image-only split of the same label set
-    confidence: float = 0.9  # pixels whose teacher probability is below are ignored
-    tta: bool = True  # teacher predicts the mean of the 8 rotations/flips
+    what: ClassVar[str] = "pseudo_labels"
 
-    @classmethod
-    def from_dict(cls, d: Any, source: str = "config") -> PseudoLabelConfig:
-        if not isinstance(d, dict):
-            raise ConfigError(f"{source}: pseudo_labels must be a mapping (teacher, split, confidence, tta)")
-        refuse_unknown_keys(d, (f.name for f in fields(cls)), f"{source}: pseudo_labels")
-        if "teacher" not in d:
-            raise ConfigError(f"{source}: pseudo_labels needs a 'teacher' model (path or catalog name)")
-        cfg = cls(**d)
-        if not isinstance(cfg.teacher, str):
-            raise ConfigError(f"{source}: pseudo_labels teacher must be a model path or catalog name")
-        if (
-            isinstance(cfg.confidence, bool)
-            or not isinstance(cfg.confidence, int | float)
-            or not 0.5 <= cfg.confidence < 1.0
-        ):
-            raise ConfigError(f"{source}: pseudo_labels confidence must be in [0.5, 1), got {cfg.confidence}")
-        return cfg
+    teacher: str = option(
+        help="The teacher: a checkpoint path or catalog model name, trained without the validation split."
+    )
+    split: str = option("test", "An image-only split of the same label set.")
+    confidence: float = option(0.9, "Pixels whose teacher probability is below are ignored.", ge=0.5, lt=1)
+    tta: bool = option(True, "The teacher predicts the mean of the 8 rotations/flips.")
 
 
 def _digest(path: Path) -> str:
@@ -76,7 +62,7 @@ def pseudo_samples(
     labelled: list[Path],
     n_classes: int,
     band_names: list[str] | None,
-    bands: list[str] | None,
+    bands: Sequence[str] | None,
 ) -> tuple[list[Any], dict[str, Any]]:
     """Training samples from ``images`` labelled by the teacher, and their provenance.
 

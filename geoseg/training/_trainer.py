@@ -26,11 +26,7 @@ from typing import Any
 import numpy as np
 
 from geoseg import __version__
-from geoseg.errors import (
-    ConfigError,
-    GeosegError,
-)
-from geoseg.inference import check_zoom
+from geoseg.errors import GeosegError
 from geoseg.progress import Progress, report
 from geoseg.training._config import TrainConfig
 from geoseg.training._data import (
@@ -77,8 +73,6 @@ class Trainer:
             weights = [float(1 / np.sqrt(f)) if f > 0 else 0.0 for f in freq]
             mean_w = float(np.mean([v for v in weights if v > 0]))
             weights = [w / mean_w for w in weights]
-        elif isinstance(weights, str):
-            raise ConfigError(f"class_weights must be null, 'balanced' or a list, got {weights!r}")
         return make_loss(self.cfg.loss, weights)
 
     def configure_optimizer(self, model: Any) -> tuple[Any, Any]:
@@ -174,7 +168,7 @@ class Trainer:
             metrics["paper"] = paper_metric(per_tile)
         provenance = {
             "trained": True, "geoseg_version": __version__, "data": self.data.provenance,
-            "config": {k: v for k, v in cfg.__dict__.items() if k != "out"}, "history": history,
+            "config": {k: v for k, v in cfg.model_dump(mode="json").items() if k != "out"}, "history": history,
             "metrics": metrics, "minutes": round((time.perf_counter() - t0) / 60, 2),
             "trained_on": _device_label(device),
         }  # fmt: skip
@@ -249,64 +243,12 @@ def _with_provenance(spec: Any, provenance: dict[str, Any]) -> Any:
 def train(cfg: TrainConfig, progress: Progress | None = None, resume: bool = False) -> TrainResult:
     """Train as ``cfg`` says and write the checkpoint (``geoseg train``)."""
     from geoseg.files import check_writable
-    from geoseg.inference import canonical_arch, check_encoder
 
+    # arch, encoder and every other key were checked when cfg was built, before this
     check_writable(cfg.out)
-    canonical_arch(cfg.arch)  # a typo is said before the data is read (seconds) and warned about
-    check_encoder(cfg.encoder)
     data = (
         load_synthetic(cfg.synthetic) if cfg.synthetic is not None else load_labelset(str(cfg.dataset), cfg)
     )
     if not data.val:
         raise GeosegError("the validation split is empty")
     return Trainer(cfg, data).fit(progress, resume=resume)
-
-
-def evaluate(
-    model: str | os.PathLike[str],
-    dataset: str,
-    split: str = "validation",
-    threads: int | None = None,
-    tta: bool = False,
-    zoom: float | None = None,
-) -> dict[str, Any]:
-    """Score a checkpoint on a catalog label set's split: pooled metrics (+ the paper's).
-
-    ``tta`` scores the mean over the 8 rotations/flips of each image, as ``predict --tta``;
-    ``zoom`` overrides the checkpoint's (``predict --zoom``).
-    """
-    import torch
-
-    from geoseg.inference import load_checkpoint
-
-    if threads:
-        torch.set_num_threads(threads)
-    loaded = load_checkpoint(model)
-    spec = loaded.spec if zoom is None else replace(loaded.spec, zoom=check_zoom(zoom, "--zoom"))
-    cfg = TrainConfig(out="-", dataset=dataset, split_train=split, split_val=split, bands=list(spec.bands))
-    data = load_labelset(dataset, cfg)
-    if len(data.classes) != spec.n_classes:
-        raise ConfigError(
-            f"{loaded.path.name} predicts {spec.n_classes} classes but {dataset} has {len(data.classes)}"
-        )
-    if len(data.bands) != len(spec.bands):
-        raise ConfigError(
-            f"{loaded.path.name} expects {len(spec.bands)} bands but {dataset} has {len(data.bands)}"
-        )
-    trainer = Trainer.__new__(Trainer)
-    trainer.cfg, trainer.data = cfg, data
-    per_tile = trainer.tile_confusions(loaded.module, spec, tta)
-    scores = trainer.scores(per_tile)
-    out: dict[str, Any] = {
-        "model": str(loaded.path),
-        "sha256": loaded.sha256,
-        "dataset": dataset,
-        "split": split,
-        "tta": tta,
-        "zoom": spec.zoom,
-    }
-    out.update(scores.as_dict())
-    out["table"] = scores.table()
-    if dataset == "amazon-s2-rgb":
-        out["paper"] = paper_metric(per_tile)
-    return out
