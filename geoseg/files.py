@@ -110,3 +110,12 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def cache_dir() -> Path:
+    """geoseg's cache folder: ``$GEOSEG_CACHE``, else the user cache folder (on Linux
+    ``$XDG_CACHE_HOME/geoseg``, ``~/.cache/geoseg``), by platformdirs."""
+    import platformdirs
+
+    given = os.environ.get("GEOSEG_CACHE")
+    return Path(given) if given else Path(platformdirs.user_cache_dir("geoseg", appauthor=False))

@@ -373,11 +373,11 @@ def test_self_training_teacher_is_a_fingerprinted_input(shared_data: Path, tmp_p
     (ref,) = student.refs["teacher"]
     assert ref.step == "teacher" and ref.items[0].path == tmp_path / "teacher.safetensors"
     # the student trains from the teacher step's output; its parameters keep what was written
-    assert student.spec.pseudo_labels == {"teacher": str(tmp_path / "teacher.safetensors"),
-                                                  "confidence": 0.95}  # fmt: skip
+    pl = student.spec.pseudo_labels
+    assert (pl.teacher, pl.confidence) == (str(tmp_path / "teacher.safetensors"), 0.95)
     assert student.params["config"]["pseudo_labels"]["teacher"] == "teacher"
     assert from_catalog.refs["teacher"][0].entry == "forest-s2-rgb"
-    assert Path(from_catalog.spec.pseudo_labels["teacher"]).name == "forest-s2-rgb.safetensors"
+    assert Path(from_catalog.spec.pseudo_labels.teacher).name == "forest-s2-rgb.safetensors"
     r = run_workflow(wf, dry_run=True)
     assert [e.status for e in r.events] == ["would run"] * 3
     doc["steps"][1]["pseudo_labels"]["teacher"] = "techer"

@@ -83,7 +83,7 @@ class Resolved:
         digest = hashlib.sha256(key.encode()).hexdigest()[:12]
         # the cache is inference's (ONNX exports live there too); imported from its face
         # when needed, so reading the catalog never loads it
-        from geoseg.inference import cache_dir
+        from geoseg.files import cache_dir
         from geoseg.raster import write_stack_vrt
 
         vrt = cache_dir() / "inputs" / f"{(self.name or 'scene').replace('@', '_')}-{digest}.vrt"

@@ -21,7 +21,7 @@ from geoseg.inference._model import (
     resolve_model_path,
     save_checkpoint,
 )
-from geoseg.inference._onnx import cache_dir, cpu_fingerprint, export_onnx, onnx_cache_path
+from geoseg.inference._onnx import cpu_fingerprint, export_onnx, onnx_cache_path
 from geoseg.inference._options import PredictOptions, PredictResult, PredictSettings
 from geoseg.inference._pipeline import predict
 from geoseg.inference._predictor import (
@@ -50,7 +50,6 @@ __all__ = [
     "TileStore",
     "auto_batch_size",
     "build_model",
-    "cache_dir",
     "canonical_arch",
     "check_encoder",
     "check_runs",

@@ -7,15 +7,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from geoseg.files import cache_dir
 from geoseg.inference._model import LoadedModel
 
 log = logging.getLogger(__name__)
-
-
-def cache_dir() -> Path:
-    """geoseg's cache folder: ``$GEOSEG_CACHE``, else ``$XDG_CACHE_HOME/geoseg`` (``~/.cache/geoseg``)."""
-    xdg = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return Path(os.environ.get("GEOSEG_CACHE", xdg / "geoseg"))
 
 
 def onnx_cache_path(model: LoadedModel) -> Path:

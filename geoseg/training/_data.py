@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,31 +19,12 @@ from geoseg.errors import (
 from geoseg.raster import open_raster
 from geoseg.training._config import TrainConfig
 from geoseg.training._pseudo import pseudo_samples
+from geoseg.training._samples import Dataset, Sample
 
 IGNORE = 255
 
 
 MAX_MASK_CROP = 8  # masks up to this many pixels larger than their image are cropped
-
-
-@dataclass
-class Sample:
-    """An image in memory (raw values) with labels 0..K-1 and 255 where unknown."""
-
-    image: np.ndarray  # (bands, h, w) float32, raw
-    valid: np.ndarray  # (h, w) bool
-    labels: np.ndarray  # (h, w) uint8
-    name: str = ""
-    forbidden: tuple[int, int, int, int] | None = None  # (r0, r1, c0, c1) chips must avoid
-
-
-@dataclass
-class Dataset:
-    train: list[Sample]
-    val: list[Sample]
-    classes: list[ClassInfo]
-    bands: list[str]
-    provenance: dict[str, Any]
 
 
 def read_mask(path: str | os.PathLike[str], shape: tuple[int, int]) -> np.ndarray:

@@ -71,7 +71,7 @@ def pseudo_samples(
     """
     from geoseg.inference import load_checkpoint
     from geoseg.raster import open_raster
-    from geoseg.training._data import Sample
+    from geoseg.training._samples import Sample
 
     teacher = load_checkpoint(cfg.teacher)
     if teacher.spec.n_classes != n_classes:

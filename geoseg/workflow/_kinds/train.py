@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ConfigDict
 
 from geoseg.errors import ConfigError
-from geoseg.options import option
+from geoseg.options import InFile, option
 from geoseg.workflow._context import Context, Outcome
 from geoseg.workflow._kind import Kind, StepModel, register
 from geoseg.workflow._spec import Item, Ref, Step
@@ -41,7 +40,7 @@ def plan(planner: Planner, step: Step, spec: Any, where: str) -> Step:
             )
         cfg = load_config(spec.config)
     else:
-        cfg = TrainConfig.from_dict(body, f"{planner.path}: {where}")
+        cfg = TrainConfig.build(body, InFile(planner.path, where))
     if cfg.dataset is not None:
         entry = planner.entry(cfg.dataset, where, "dataset")
         if not isinstance(entry, LabelSetEntry):
@@ -51,17 +50,15 @@ def plan(planner: Planner, step: Step, spec: Any, where: str) -> Step:
         entry.require()
     check_writable(cfg.out)  # its folder exists and is writable: checked now, not after the data loads
     model = Path(cfg.out).absolute()
-    params = {"config": json.loads(json.dumps(dict(cfg.__dict__), default=str))}
+    params = {"config": cfg.model_dump(mode="json")}
     refs: dict[str, tuple[Ref, ...]] = {}
     if cfg.pseudo_labels is not None:
         # The teacher is an input like any model: an earlier train step (which then runs
         # first), a catalog model or a checkpoint, fingerprinted by its sha256, so a
         # retrained teacher retrains the student
-        teacher = planner.resolve_model(str(cfg.pseudo_labels["teacher"]), where, "pseudo_labels.teacher")
+        teacher = planner.resolve_model(cfg.pseudo_labels.teacher, where, "pseudo_labels.teacher")
         refs["teacher"] = (teacher,)
-        cfg = dataclasses.replace(
-            cfg, pseudo_labels={**cfg.pseudo_labels, "teacher": str(teacher.items[0].path)}
-        )
+        cfg = cfg.replace(pseudo_labels=cfg.pseudo_labels.replace(teacher=str(teacher.items[0].path)))
     return dataclasses.replace(step, params=params, refs=refs, outputs={"model": (Item(model),)}, spec=cfg)
 
 
