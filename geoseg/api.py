@@ -168,17 +168,14 @@ def _series(maps: PathLike | Sequence[PathLike]) -> tuple[list[str], list[str] |
         maps = [maps]
     paths = [str(m) for m in maps]
     if len(paths) == 1 and not Path(paths[0]).exists():
-        from geoseg.data import TimeSeriesEntry, load_catalog
+        from geoseg.data import resolve
 
-        catalog = load_catalog()
-        if paths[0] in catalog:
-            entry = catalog.get(paths[0], TimeSeriesEntry)
-            entry.require()
-            dated = entry.dated_paths()
+        found = resolve(paths[0])
+        if found.kind == "timeseries":
             return (
-                [str(p) for _, p in dated],
-                [d for d, _ in dated],
-                list(entry.bands) if entry.bands else None,
+                [str(p) for p in found.paths],
+                list(found.dates),
+                list(found.bands) if found.bands else None,
             )
     return paths, None, None
 

@@ -62,6 +62,12 @@ class Resolved:
             raise CatalogError(f"{self.text!r} is {what}, not one file")
         return self.paths[0]
 
+    def check_readable(self) -> None:
+        """Refuse, in one line, an image that cannot be read as one (files at different
+        pixel sizes); nothing is written."""
+        if self.kind == "scene" and isinstance(self.entry, SceneEntry):
+            _stackable(self.entry)
+
     def image(self) -> str | Path:
         """The one raster to read.
 
@@ -81,8 +87,7 @@ class Resolved:
             return self.paths[0]
         key = "\n".join([*map(str, self.paths), str(self.bands), str(self.nodata)])
         digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-        # the cache is inference's (ONNX exports live there too); imported from its face
-        # when needed, so reading the catalog never loads it
+        # geoseg's cache folder (ONNX exports live there too)
         from geoseg.files import cache_dir
         from geoseg.raster import write_stack_vrt
 

@@ -284,9 +284,10 @@ def _plan_and_run(
                     closing.result()
         except BaseException as exc:
             writer.abort()
-            # An interrupted run (Ctrl-C, a lost cluster) keeps its finished tiles for
-            # --resume; a run that failed on its input or a bug leaves nothing behind.
-            if not isinstance(exc, (KeyboardInterrupt, SchedulerError)):
+            # An interrupted run (Ctrl-C, a lost cluster, an output that could not be
+            # written: a full disk) keeps its finished tiles for --resume; a run that
+            # failed on its input (or on a missing library, or a bug) leaves nothing.
+            if not isinstance(exc, (KeyboardInterrupt, SchedulerError, OutputError)):
                 store.remove()
             raise
     except BaseException:

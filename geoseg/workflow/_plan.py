@@ -118,21 +118,24 @@ class Planner:
         return self.catalog.get(name)
 
     def _entry_items(self, entry: Any, where: str, key: str) -> tuple[Item, ...]:
-        from geoseg.data import LabelSetEntry, ModelEntry, SceneEntry, TimeSeriesEntry
+        from geoseg.data import LabelSetEntry, ModelEntry, SceneEntry, TimeSeriesEntry, resolve
 
         if isinstance(entry, ModelEntry):
             raise ConfigError(f"{where}.{key}: {entry.name!r} is a model; give it as model:", self.path)
         entry.require()  # every file on disk, else: run `geoseg data fetch NAME`
         bands = tuple(entry.bands) if getattr(entry, "bands", None) else None
-        if isinstance(entry, SceneEntry):
-            paths = tuple(entry.raster_paths())
-            stacked = len(paths) > 1 or entry.nodata is not None
-            path = self.out / WORK_DIR / "inputs" / f"{entry.name}.vrt" if stacked else paths[0]
-            return (Item(path, sources=paths if stacked else (), band_names=bands, nodata=entry.nodata),)
-        if isinstance(entry, TimeSeriesEntry):
-            return tuple(
-                Item(p, key=d, date=d, band_names=bands, nodata=entry.nodata) for d, p in entry.dated_paths()
-            )
+        if isinstance(entry, (SceneEntry, TimeSeriesEntry)):
+            # the catalog decides what a name's files are, as for every command
+            found = resolve(entry.name, catalog=self.catalog)
+            found.check_readable()
+            if isinstance(entry, TimeSeriesEntry):
+                return tuple(
+                    Item(p, key=d, date=d, band_names=found.bands, nodata=found.nodata)
+                    for d, p in zip(found.dates, found.paths, strict=True)
+                )
+            path = self.out / WORK_DIR / "inputs" / f"{entry.name}.vrt" if found.stacked else found.paths[0]
+            sources = found.paths if found.stacked else ()
+            return (Item(path, sources=sources, band_names=found.bands, nodata=found.nodata),)
         if isinstance(entry, LabelSetEntry):
             classes = tuple((c.value, c.name) for c in entry.classes)
             if key == "images" or key.endswith(".images"):
