@@ -6,20 +6,24 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+import subprocess
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 import geoseg
+from geoseg.errors import OutputError
 from geoseg.files import file_sha256, folder_sha256, sha256_file
 from geoseg.products import render_html
 from geoseg.products._html import cell
 from geoseg.products._reports import _Section
+from geoseg.workflow import load_workflow, run_workflow
 from geoseg.workflow._report_step import LAYER_NOTES, layer_note
-from geoseg.workflow._state import HashCache
+from geoseg.workflow._state import HashCache, _locked
 
 REPO = Path(__file__).resolve().parents[1]
 GEOSEG = str(Path(sys.executable).parent / "geoseg")
@@ -151,6 +155,38 @@ def test_templates_are_package_data() -> None:
     for t in templates:
         rel = t.relative_to(package).as_posix()
         assert any(fnmatch.fnmatch(rel, g) for g in globs), f"{rel} would be missing from the wheel"
+
+
+# ------------------------------------------------------------------ the run lock (filelock)
+
+
+def test_second_run_on_one_folder_fails_at_once(tmp_path: Path) -> None:
+    wf = tmp_path / "w.yaml"
+    wf.write_text(
+        yaml.safe_dump({"workflow": "w", "steps": [{"name": "a", "kind": "synthetic", "size": 64}]})
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\nfrom geoseg.workflow._state import _locked\n"
+         "with _locked(Path(sys.argv[1])):\n    print('held', flush=True)\n    time.sleep(120)", str(out)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        p = subprocess.run([GEOSEG, "run", str(wf), "--out-dir", str(out)], capture_output=True, text=True,
+                           timeout=300)  # fmt: skip
+        lines = p.stderr.strip().splitlines()
+        assert p.returncode == 2 and len(lines) == 1, p.stderr
+        assert "another `geoseg run` is using this output folder" in lines[0] and str(out) in lines[0]
+        with pytest.raises(OutputError, match="another `geoseg run`"), _locked(out):
+            pass
+    finally:
+        holder.kill()  # a killed run leaves no stale lock behind: the OS drops it
+        holder.wait()
+    assert run_workflow(load_workflow(wf, out)).ran == ["a"]
+    with _locked(out), pytest.raises(OutputError), _locked(out):  # one at a time in one process too
+        pass
 
 
 # ------------------------------------------------------------------ file hashes

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -108,15 +107,19 @@ class HashCache:
 
 @contextmanager
 def _locked(out: Path) -> Iterator[None]:
-    """One run per output directory at a time (an flock, released even if the run is killed)."""
+    """One run per output directory at a time.
+
+    ``filelock`` takes an OS lock on ``.geoseg-run/lock`` (flock here), so the kernel
+    releases it even when a run is killed; a second run fails at once rather than
+    waiting (``blocking=False``), since it would redo or clobber the first one's work.
+    """
+    import filelock
+
     lock = out / WORK_DIR / "lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise OutputError("another `geoseg run` is using this output folder; wait for it", out) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    try:
+        held = filelock.FileLock(lock, blocking=False).acquire()
+    except filelock.Timeout:
+        raise OutputError("another `geoseg run` is using this output folder; wait for it", out) from None
+    with held:
+        yield
