@@ -11,13 +11,12 @@ geoseg version)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from geoseg.progress import Progress
+from geoseg.progress import Parts
 
 if TYPE_CHECKING:
     from geoseg.vector import LayerStyle
@@ -97,7 +96,7 @@ def _predict(ctx: Context) -> Outcome:
             len(open_region([_readable(i) for i in g]).grid.tiles(p["tile_size"], p["overlap"]))
             for g in groups
         ]
-        bar = MapsProgress(ctx.progress, totals)
+        bar = Parts(ctx.progress, totals)  # tiles done of all maps, summed
 
         def one(k: int) -> dict[str, Any]:
             out = outs[k]
@@ -120,31 +119,6 @@ def _predict(ctx: Context) -> Outcome:
         if client is not None:
             close_client(client)  # a remote scheduler's client owns no cluster
     return Outcome(summary={"maps": results})
-
-
-class MapsProgress:
-    """One progress callback over several maps predicted at once: tiles done of all maps
-    (``totals``: each map's tile count)."""
-
-    def __init__(self, progress: Progress | None, totals: Sequence[int]) -> None:
-        import threading
-
-        self._progress = progress
-        self._done = [0] * len(totals)
-        self._total = list(totals)
-        self._lock = threading.Lock()
-
-    def part(self, k: int) -> Progress | None:
-        if self._progress is None:
-            return None
-
-        def report(done: int, total: int, postfix: str = "") -> None:
-            with self._lock:
-                self._done[k], self._total[k] = done, total
-                if self._progress is not None:  # the bar draws from one thread at a time
-                    self._progress(sum(self._done), sum(self._total), postfix)
-
-        return report
 
 
 def _train(ctx: Context) -> Outcome:
