@@ -21,7 +21,7 @@ from typing import Any
 
 from geoseg.errors import ConfigError
 from geoseg.inference import PredictOptions, PredictResult, connect, predict
-from geoseg.progress import MapsProgress, Progress
+from geoseg.progress import Parts, Progress
 from geoseg.raster import open_region
 from geoseg.temporal import (
     SPECTRAL_CLASSES,
@@ -81,7 +81,7 @@ def predict_many(
         # every map's tile count up front (a file open each): the count's total is right
         # from the first tile on, whichever map finishes first
         totals = [len(open_region(g).grid.tiles(opts.tile_size, opts.overlap)) for g in groups]
-        bar = MapsProgress(progress, totals)
+        bar = Parts(progress, totals)  # tiles done of all maps, summed
         run = opts.replace(workers=0 if here else None, scheduler=None)
 
         def one(k: int) -> PredictResult:

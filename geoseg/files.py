@@ -6,7 +6,7 @@ import functools
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -85,30 +85,73 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """The file's sha256, remembered per (path, inode, size, mtime): a predict asks several times.
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The sha256 of a file's content, read now (no cache).
 
-    Checkpoints are written aside and renamed into place, so a rewritten one is a new inode.
+    For checks that must see the bytes on disk this moment (a download against its
+    catalogued hash); everything else asks :func:`file_sha256`.
+
+    Parameters
+    ----------
+    path
+        The file.
+
+    Returns
+    -------
+    str
+        The hex digest.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):  # 1 MiB at a time: bounded memory
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The sha256 of a file's content, remembered per (path, inode, size, mtime).
+
+    A predict asks for its checkpoint's hash several times, a workflow for every input
+    of every step. Outputs are written aside and renamed into place, so a rewritten file
+    is a new inode even when its size and mtime look the same.
+
+    Parameters
+    ----------
+    path
+        The file.
+
+    Returns
+    -------
+    str
+        The hex digest.
     """
     st = os.stat(path)
-    return _sha256(str(Path(path).resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+    return _remembered_sha256(str(Path(path).resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=64)
-def _sha256(path: str, inode: int, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def _remembered_sha256(path: str, inode: int, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)
 
 
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """The sha256 of a file, read in chunks."""
+def folder_sha256(folder: Path, file_hash: Callable[[Path], str] = file_sha256) -> str:
+    """One sha256 over a folder's files: each file's path relative to ``folder`` and its hash.
+
+    Parameters
+    ----------
+    folder
+        The folder (files in sub-folders count, in sorted order of their paths).
+    file_hash
+        How each file is hashed (a caller with its own cache passes its method).
+
+    Returns
+    -------
+    str
+        The hex digest; it changes when a file is added, removed, renamed or changed.
+    """
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(f.relative_to(folder).as_posix().encode() + b"\0" + file_hash(f).encode())
     return digest.hexdigest()
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from geoseg.products._html import render_html
 from geoseg.products._plots import plot_class_map, plot_image
-from geoseg.products._reports import change_report, html_page, html_table, track_report
+from geoseg.products._reports import change_report, track_report
 from geoseg.products._scores import class_areas, score_loss, score_map
 from geoseg.products._stac import Product, check_stac, write_stac
 
@@ -12,10 +13,9 @@ __all__ = [
     "change_report",
     "check_stac",
     "class_areas",
-    "html_page",
-    "html_table",
     "plot_class_map",
     "plot_image",
+    "render_html",
     "score_loss",
     "score_map",
     "track_report",

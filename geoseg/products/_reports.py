@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from geoseg.temporal import AlignedMaps, ChangeResult, TrackResult
+from geoseg.products._html import render_html
 from geoseg.products._plots import (
     _crs_caption,
     plot_change_map,
@@ -32,65 +32,10 @@ class _Section:
     text: str = ""
 
 
-def html_cell(v: Any) -> str:
-    """One table cell: numbers right-aligned (floats to 2 decimals, NaN as a dash)."""
-    if isinstance(v, float):
-        return f'<td class="num">{v:,.2f}</td>' if v == v else '<td class="num">–</td>'
-    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
-        return f'<td class="num">{v}</td>'
-    return f"<td>{html.escape('' if v is None else str(v))}</td>"
-
-
-def html_table(caption: str, columns: dict[str, list[Any]]) -> str:
-    """A captioned table of equal-length ``columns`` (name -> values)."""
-    names = list(columns)
-    rows = len(columns[names[0]]) if names else 0
-    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
-    body = "".join("<tr>" + "".join(html_cell(columns[n][r]) for n in names) + "</tr>" for r in range(rows))
-    return f"<table><caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-# one look for every page geoseg writes (a product's report, a workflow's report)
-_CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
-h1 { font-size: 1.6em; } h2 { margin-top: 1.6em; border-bottom: 1px solid #ccc; }
-figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
-figcaption { color: #555; font-size: 0.9em; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
-caption { text-align: left; font-weight: 600; padding-bottom: 0.3em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; } th { background: #f2f2f2; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.meta { color: #555; font-size: 0.9em; } code { background: #f4f4f4; padding: 0 0.2em; }
-"""
-
-
-def html_page(title: str, meta: Sequence[str], body: str) -> str:
-    """A self-contained HTML page: the title as heading, ``meta`` lines under it, then ``body``."""
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
-        f"<h1>{html.escape(title)}</h1>\n"
-        + "".join(f'<p class="meta">{html.escape(m)}</p>' for m in meta if m)
-        + "\n"
-        + body
-        + "\n</body></html>\n"
-    )
-
-
 def write_html(path: Path, title: str, meta: Sequence[str], sections: Sequence[_Section]) -> Path:
     """One self-contained page (images beside it) tying pictures and tables together."""
-    body: list[str] = []
-    for s in sections:
-        body.append(f"<h2>{html.escape(s.title)}</h2>")
-        if s.text:
-            body.append(f"<p>{html.escape(s.text)}</p>")
-        for name, caption in s.images:
-            body.append(
-                f'<figure><img src="{html.escape(name)}" alt="{html.escape(caption)}">'
-                f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-            )
-        body += [html_table(c, cols) for c, cols in s.tables]
-    path.write_text(html_page(title, meta, "\n".join(body)), encoding="utf-8")
+    page = render_html("product_report.html.j2", title=title, meta=meta, sections=sections)
+    path.write_text(page, encoding="utf-8")
     return path
 
 

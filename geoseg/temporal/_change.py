@@ -38,7 +38,7 @@ import numpy as np
 from geoseg.classes import CLASS_NODATA, ClassInfo
 from geoseg.cluster import dask_client, run_tasks
 from geoseg.errors import ConfigError, DataQuirkWarning, GridMismatchError
-from geoseg.progress import Phases, Progress
+from geoseg.progress import Parts, Progress
 from geoseg.raster import Grid, RasterWriter, Window, class_map_writer
 from geoseg.temporal._align import (
     AlignedMaps,
@@ -370,8 +370,8 @@ def detect_change(
             token = "geoseg-change-" + tokenize(maps.paths(), str(maps.grid), block_size, selected, lc)
             partial: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(tasks)
             unknown = 0
-            phases = Phases(progress, [1, 1] if want_polygons else [1])
-            blocks_done = phases.phase(0, "blocks")
+            phases = Parts(progress, weights=[1, 1] if want_polygons else [1])
+            blocks_done = phases.part(0, "blocks")
             for done, (k, res) in enumerate(
                 run_tasks(client, _change_block, tasks, lambda i: f"{token}-{i}"), start=1
             ):
@@ -418,7 +418,7 @@ def detect_change(
                 )
                 fields = _change_fields(maps.classes, enc)
                 keep = min_area_filter(min_area_ha)
-                poly_progress = phases.phase(1, "polygons")
+                poly_progress = phases.part(1, "polygons")
                 if result.area_ha.sum() - np.trace(result.area_ha) > 0 and any(
                     result.pixels[i, j] for i, j in chosen
                 ):

@@ -22,7 +22,7 @@ import numpy as np
 
 from geoseg.cluster import dask_client, run_tasks
 from geoseg.errors import BadRasterError, ConfigError
-from geoseg.progress import Phases, Progress
+from geoseg.progress import Parts, Progress
 from geoseg.raster import Grid, RasterWriter, Window
 from geoseg.temporal._align import AlignedMaps, PathLike, align_maps, resolve_classes
 from geoseg.temporal._dates import check_dates
@@ -354,8 +354,8 @@ def track_loss(
                 aligned.paths(), str(aligned.grid), block_size, forest_idx, k, years
             )
             partial: list[_TrackBlock | None] = [None] * len(tasks)
-            phases = Phases(progress, [2, 1, 1] if want_polygons else [1])
-            blocks_done = phases.phase(0, "blocks")
+            phases = Parts(progress, weights=[2, 1, 1] if want_polygons else [1])
+            blocks_done = phases.part(0, "blocks")
             for done, (i, res) in enumerate(
                 run_tasks(client, _track_block, tasks, lambda i: f"{token}-{i}"), start=1
             ):
@@ -397,14 +397,14 @@ def track_loss(
                     ("regrowth", gain_idx, result.regrowth_ha.sum(), 2),
                 ):
                     src = raster_.close()
-                    cb = phases.phase(ph, layer.replace("_", " ") + " polygons")
+                    cb = phases.part(ph, layer.replace("_", " ") + " polygons")
                     batches = polygon_batches(src, block_size, client, cb) if total_ha > 0 else iter(())
                     gpkg.add_polygons(layer, batches, fields, keep, meta)
                 gpkg.add_table("loss_by_period", result.period_table())
                 gpkg.add_table("forest_by_date", result.date_table())
                 gpkg.set_styles(track_styles(result).values())
                 result.layers = dict(gpkg.counts)
-                phases.phase(2, "done")(1, 1)
+                phases.part(2, "done")(1, 1)
         if report_path is not None and report is not None:
             write = report
             result.report = outputs.report(report_path, lambda d: write(result, aligned, ly_path, d))

@@ -12,6 +12,18 @@ IGNORE = 255
 
 LOSSES = ("ce", "dice", "focal", "tversky")
 
+# Why these are not segmentation_models_pytorch.losses (0.6; tests/test_infra.py compares
+# each on the same logits, a target with ignored pixels and class weights):
+# - ce: torch's own cross_entropy. smp's SoftCrossEntropyLoss averages over every pixel,
+#   ignored ones counted as zero (ours: over valid pixels only), and takes no class weights.
+# - dice, tversky: equal to smp's DiceLoss(smooth=1) and TverskyLoss(alpha=0.3, beta=0.7,
+#   smooth=1) (to float rounding) only while every class occurs in the batch: smp sets an
+#   absent class's term to zero, ours keeps it (a prediction of an absent class still
+#   costs), and random crops often miss a class. Swapping would change every trained model.
+# - focal: smp's FocalLoss is one-vs-rest (a sigmoid per class), ours the softmax focal loss
+#   on the cross entropy. smp's private softmax_focal_loss_with_logits gives ours bit for
+#   bit without class weights, but has no ignore index, no weights, and is not public API.
+
 
 def _soft_counts(logits: Any, target: Any) -> tuple[Any, Any, Any]:
     """Per-class soft true positives, false positives and false negatives over valid pixels."""
@@ -49,6 +61,8 @@ def make_loss(names: Sequence[str], class_weights: Sequence[float] | None = None
                     logits, target, weight=w, ignore_index=IGNORE
                 )
             elif name == "focal":
+                # with class weights the modulating factor is (1 - p**w)**2: pt comes from the
+                # weighted cross entropy (kept: trained models depend on it)
                 ce = torch.nn.functional.cross_entropy(
                     logits, target, weight=w, ignore_index=IGNORE, reduction="none"
                 )

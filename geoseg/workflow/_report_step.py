@@ -1,22 +1,29 @@
-"""The report step's HTML: sections over a workflow's products."""
+"""The report step: sections over a workflow's products.
+
+The page's markup is the template ``workflow_report.html.j2`` of ``geoseg.products``;
+this module gathers what it shows: sections, each a list of *parts* (dicts with a
+``kind`` the template lays out: figures, table, step_report, scores, loss, evaluation,
+layers, products).
+"""
 
 from __future__ import annotations
 
-import html
 import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from geoseg.products import html_page, html_table
+from geoseg.products import class_areas, render_html, score_loss, score_map
 
 if TYPE_CHECKING:
     from geoseg.training import Scores
     from geoseg.workflow._context import Context
     from geoseg.workflow._spec import Step
-from geoseg.products import class_areas, score_loss, score_map
 from geoseg.workflow._context import Outcome
+
+#: A section of the page: ``{"title": str, "parts": [part, ...]}``; a part: ``{"kind": str, ...}``.
+Part = dict[str, Any]
 
 
 def _report(ctx: Context) -> Outcome:
@@ -28,7 +35,7 @@ def _report(ctx: Context) -> Outcome:
     final = ctx.step.outputs["html"][0].path
     folder = ctx.staged(final)
     folder.mkdir(parents=True)
-    sections: list[str] = []
+    sections: list[dict[str, Any]] = []
     accuracy: dict[str, Any] = {}
     shown = 0
     map_figs: list[tuple[str, str]] = []
@@ -59,25 +66,23 @@ def _report(ctx: Context) -> Outcome:
                     )  # fmt: skip
                 shown += 1
     if map_figs:
-        sections.append(
-            _section("Maps", _figures(map_figs) + "".join(html_table(c, t) for c, t in area_tables))
-        )
+        sections.append(_section("Maps", [_figures(map_figs), *(_table(c, t) for c, t in area_tables)]))
 
     rel = os.path.relpath(wf.out_dir, final)
     for name in p["include"]:
         step = wf.step(name)
         if step.kind == "change":
-            sections.append(_section(f"Change: {name}", _change_html(ctx, step, rel)))
+            sections.append(_section(f"Change: {name}", _change_parts(ctx, step, rel)))
         elif step.kind == "track":
-            sections.append(_section(f"Forest loss: {name}", _track_html(ctx, step, rel)))
+            sections.append(_section(f"Forest loss: {name}", _track_parts(ctx, step, rel)))
 
-    acc_html = []
+    acc_parts: list[Part] = []
     for k, entry in enumerate(p["accuracy"]):
         m = ctx.inputs[f"accuracy[{k}].map"][0]
         t = ctx.inputs[f"accuracy[{k}].truth"][0]
         scores = score_map(m.path, t)
         accuracy[entry["name"]] = scores.as_dict()
-        acc_html.append(_scores_html(f"{entry['name']}: {m.path.name} against {t.path.name}", scores))
+        acc_parts.append(_scores_part(f"{entry['name']}: {m.path.name} against {t.path.name}", scores))
     for k, entry in enumerate(p["loss_accuracy"]):
         b, a, tb, ta = (
             ctx.inputs[f"loss_accuracy[{k}].{r}"][0]
@@ -85,7 +90,7 @@ def _report(ctx: Context) -> Outcome:
         )
         res = score_loss(b, a, tb, ta, forest=entry["forest"])
         accuracy[entry["name"]] = res
-        acc_html.append(_loss_html(entry["name"], res))
+        acc_parts.append(_loss_part(entry["name"], res))
     if p["evaluate"] is not None:
         ev = p["evaluate"]
         from geoseg.training import evaluate
@@ -94,20 +99,21 @@ def _report(ctx: Context) -> Outcome:
         res = evaluate(model, ev["dataset"], ev["split"])
         res.pop("table", None)
         accuracy["evaluate"] = res
-        acc_html.append(_evaluate_html(res))
-    if acc_html:
-        sections.append(_section("Accuracy against known truth", "".join(acc_html)))
+        acc_parts.append(_evaluate_part(res))
+    if acc_parts:
+        sections.append(_section("Accuracy against known truth", acc_parts))
     if accuracy:
         (folder / "accuracy.json").write_text(json.dumps(accuracy, indent=2))
     if wf.gpkg.exists():
-        sections.append(_section(f"GeoPackage layers: {wf.gpkg.name}", _layers_html(wf.gpkg, rel)))
-    sections.append(_section("Products", _products_html(ctx, rel)))
+        sections.append(_section(f"GeoPackage layers: {wf.gpkg.name}", [_layers_part(wf.gpkg, rel)]))
+    sections.append(_section("Products", [_products_part(ctx, rel)]))
     title = p["title"] or f"geoseg: {wf.name}"
     meta = [
         wf.description,
         f"workflow {wf.path.name} (sha256 {wf.sha256[:12]}…); geoseg {ctx.provenance['geoseg_version']}",
     ]
-    (folder / "index.html").write_text(html_page(title, meta, "\n".join(sections)), encoding="utf-8")
+    page = render_html("workflow_report.html.j2", title=title, meta=meta, sections=sections)
+    (folder / "index.html").write_text(page, encoding="utf-8")
     return Outcome(summary={"accuracy": {k: _headline(v) for k, v in accuracy.items()}})
 
 
@@ -138,16 +144,18 @@ def _plot_image(path: Path, out: Path, title: str) -> None:
     tmp.unlink()
 
 
-def _section(title: str, body: str) -> str:
-    return f"<h2>{html.escape(title)}</h2>\n{body}"
+def _section(title: str, parts: Sequence[Part]) -> dict[str, Any]:
+    return {"title": title, "parts": list(parts)}
 
 
-def _figures(figs: Sequence[tuple[str, str]]) -> str:
-    return "".join(
-        f'<figure><img src="{html.escape(src)}" alt="{html.escape(cap)}"><figcaption>{html.escape(cap)}'
-        "</figcaption></figure>"
-        for src, cap in figs
-    )
+def _figures(figs: Sequence[tuple[str, str]]) -> Part:
+    """Figures ``(image path relative to the page, caption)``."""
+    return {"kind": "figures", "figures": list(figs)}
+
+
+def _table(caption: str, columns: dict[str, list[Any]]) -> Part:
+    """A captioned table of equal-length ``columns`` (name -> values)."""
+    return {"kind": "table", "caption": caption, "columns": columns}
 
 
 def _gpkg_table(gpkg: Path, layer: str) -> dict[str, list[Any]] | None:
@@ -164,30 +172,28 @@ def _gpkg_table(gpkg: Path, layer: str) -> dict[str, list[Any]] | None:
     }
 
 
-def _report_html(
+def _report_parts(
     ctx: Context, step: Step, rel: str, figures: Sequence[tuple[str, str]], tables: Sequence[tuple[str, str]]
-) -> str:
+) -> list[Part]:
     """A step's figures (PNGs of its own report folder), a link to that report, and tables
     (``(layer without the step's prefix, caption)``) read back from the workflow's GeoPackage."""
     gpkg = ctx.workflow.gpkg
-    parts = []
+    parts: list[Part] = []
     rep = step.outputs.get("report")
     if rep:
         folder = f"{rel}/{rep[0].path.name}"
         parts.append(_figures([(f"{folder}/{png}", caption) for png, caption in figures]))
-        parts.append(
-            f'<p>The step\'s own report: <a href="{folder}/index.html">{html.escape(rep[0].path.name)}</a>.</p>'
-        )
+        parts.append({"kind": "step_report", "href": f"{folder}/index.html", "name": rep[0].path.name})
     for layer, caption in tables:
         t = _gpkg_table(gpkg, step.params["layer_prefix"] + layer) if gpkg.exists() else None
         if t:
-            parts.append(html_table(caption, t))
-    return "".join(parts)
+            parts.append(_table(caption, t))
+    return parts
 
 
-def _change_html(ctx: Context, step: Step, rel: str) -> str:
+def _change_parts(ctx: Context, step: Step, rel: str) -> list[Part]:
     prefix = step.params["layer_prefix"]
-    return _report_html(
+    return _report_parts(
         ctx, step, rel,
         [("change.png", "where the class changed; the largest transitions in colour"),
          ("transitions.png", "the largest transitions by area")],
@@ -196,8 +202,8 @@ def _change_html(ctx: Context, step: Step, rel: str) -> str:
     )  # fmt: skip
 
 
-def _track_html(ctx: Context, step: Step, rel: str) -> str:
-    return _report_html(
+def _track_parts(ctx: Context, step: Step, rel: str) -> list[Part]:
+    return _report_parts(
         ctx, step, rel,
         [("loss_year.png", "date of first confirmed forest loss"),
          ("loss_per_period.png", "forest loss and regrowth per period, and cumulative loss")],
@@ -209,7 +215,7 @@ def _f3(values: Any) -> list[str]:
     return ["–" if v is None or v != v else f"{float(v):.3f}" for v in values]
 
 
-def _scores_html(caption: str, s: Scores) -> str:
+def _scores_part(caption: str, s: Scores) -> Part:
     per: dict[str, list[Any]] = {
         "class": list(s.names),
         "IoU": _f3(s.iou),
@@ -218,45 +224,25 @@ def _scores_html(caption: str, s: Scores) -> str:
         "F1": _f3(s.f1),
         "pixels (truth)": [int(v) for v in s.matrix.sum(1)],
     }
-    return (
-        f"<p><b>{html.escape(caption)}</b>: overall accuracy {s.accuracy:.4f}, mIoU {s.miou:.4f}, "
-        f"kappa {s.kappa:.4f}.</p>" + html_table("per class (classes matched by name)", per)
-    )
+    return {"kind": "scores", "caption": caption, "accuracy": s.accuracy, "miou": s.miou, "kappa": s.kappa,
+            "per_class": per}  # fmt: skip
 
 
-def _loss_html(name: str, r: dict[str, Any]) -> str:
-    def f(v: Any) -> str:
-        return "–" if v is None else f"{v:.4f}"
-
-    return (
-        f"<p><b>{html.escape(name)}</b> (forest = {html.escape(', '.join(r['forest']))}): "
-        f"{r['mapped_ha']:,.2f} ha of loss mapped, {r['truth_ha']:,.2f} ha in the truth; "
-        f"loss pixels: precision {f(r['precision'])}, recall {f(r['recall'])}, F1 {f(r['f1'])}, "
-        f"IoU {f(r['iou'])}.</p>"
-    )
+def _loss_part(name: str, r: dict[str, Any]) -> Part:
+    return {"kind": "loss", "name": name, **{k: r[k] for k in ("forest", "mapped_ha", "truth_ha", "precision",
+                                                                  "recall", "f1", "iou")}}  # fmt: skip
 
 
-def _evaluate_html(r: dict[str, Any]) -> str:
+def _evaluate_part(r: dict[str, Any]) -> Part:
     per = r.get("per_class", {})
-    out = (
-        f"<p><b>{html.escape(Path(str(r['model'])).name)}</b> on {html.escape(r['dataset'])} "
-        f"({html.escape(r['split'])}): pooled accuracy {r['accuracy']:.4f}, mIoU {r['miou']:.4f}, "
-        f"kappa {r['kappa']:.4f}.</p>"
-    )
-    if per:
-        out += html_table("per class, pooled over the split", {
-            "class": list(per), "IoU": _f3(v["iou"] for v in per.values()),
-            "precision": _f3(v["precision"] for v in per.values()),
-            "recall": _f3(v["recall"] for v in per.values()), "F1": _f3(v["f1"] for v in per.values()),
-        })  # fmt: skip
-    paper = r.get("paper")
-    if paper:
-        out += (
-            f"<p>The paper's metric (John &amp; Zhang 2022: per-tile accuracy and weighted precision/recall, "
-            f"averaged over {paper['tiles']} tiles): accuracy {paper['accuracy']:.4f}, precision "
-            f"{paper['precision']:.4f}, recall {paper['recall']:.4f}, F1 {paper['f1']:.4f}.</p>"
-        )
-    return out
+    table = {
+        "class": list(per), "IoU": _f3(v["iou"] for v in per.values()),
+        "precision": _f3(v["precision"] for v in per.values()),
+        "recall": _f3(v["recall"] for v in per.values()), "F1": _f3(v["f1"] for v in per.values()),
+    } if per else None  # fmt: skip
+    return {"kind": "evaluation", "model": Path(str(r["model"])).name, "dataset": r["dataset"],
+            "split": r["split"], "accuracy": r["accuracy"], "miou": r["miou"], "kappa": r["kappa"],
+            "per_class": table, "paper": r.get("paper")}  # fmt: skip
 
 
 #: What each layer geoseg writes holds (the README lists the same).
@@ -275,7 +261,17 @@ LAYER_NOTES = {
 }
 
 
-def _layers_html(gpkg: Path, rel: str) -> str:
+def layer_note(layer: str) -> str:
+    """What a GeoPackage layer or table holds, from its name (a step's prefix and a known layer).
+
+    The longest known name the layer ends with wins: ``pucallpa_class_change`` is the
+    per-class table, not the ``change`` polygons (a first match said so before).
+    """
+    base = max((k for k in LAYER_NOTES if layer.endswith(k)), key=len, default=None)
+    return LAYER_NOTES[base] if base else "polygons: class_id, class_name, area_ha, perimeter_m"
+
+
+def _layers_part(gpkg: Path, rel: str) -> Part:
     import pyogrio
 
     from geoseg.vector import list_layers
@@ -285,21 +281,18 @@ def _layers_html(gpkg: Path, rel: str) -> str:
         rows["layer"].append(layer)
         rows["geometry"].append(geom or "table")
         rows["features"].append(int(pyogrio.read_info(str(gpkg), layer=layer)["features"]))
-        base = next((k for k in LAYER_NOTES if layer.endswith(k)), None)
-        rows["what"].append(
-            LAYER_NOTES[base] if base else "polygons: class_id, class_name, area_ha, perimeter_m"
-        )
-    return (
-        f'<p><a href="{rel}/{gpkg.name}">{html.escape(gpkg.name)}</a> opens in QGIS with each layer styled in '
-        "its classes' colours; provenance (model, inputs and their sha256, parameters, geoseg version) is in "
-        "its metadata tables.</p>" + html_table("layers and tables", rows)
-    )
+        rows["what"].append(layer_note(layer))
+    return {"kind": "layers", "href": f"{rel}/{gpkg.name}", "name": gpkg.name, "rows": rows}
 
 
-def _products_html(ctx: Context, rel: str) -> str:
+def _products_part(ctx: Context, rel: str) -> Part:
     """Every product of the workflow so far, with relative links."""
     wf = ctx.workflow
-    links = []
+    links: list[dict[str, Any]] = []
+
+    def link(label: str, href: str, size: int | None) -> None:
+        links.append({"label": label, "href": href, "text": href.split("/", 1)[-1], "size": size})
+
     for step in wf.steps:
         if step.name == ctx.step.name:
             break
@@ -313,14 +306,8 @@ def _products_html(ctx: Context, rel: str) -> str:
                 if not target.exists():
                     continue
                 label = f"{step.name}.{name}" + (f"@{d['key']}" if d.get("key") and len(items) > 1 else "")
-                href = f"{rel}/{target.relative_to(wf.out_dir).as_posix()}"
-                links.append((label, href, target.stat().st_size))
+                link(label, f"{rel}/{target.relative_to(wf.out_dir).as_posix()}", target.stat().st_size)
     if any(s.layers for s in wf.steps):
-        links.append((f"GeoPackage ({wf.gpkg.name}: every layer and table)", f"{rel}/{wf.gpkg.name}", None))
-    links.append(("STAC collection (one Item per product)", f"{rel}/stac/collection.json", None))
-    body = "".join(
-        f'<tr><td>{html.escape(label)}</td><td><a href="{html.escape(href)}">{html.escape(href.split("/", 1)[-1])}</a></td>'
-        f'<td class="num">{"" if size is None else f"{size / 1e6:,.2f} MB"}</td></tr>'
-        for label, href, size in links
-    )
-    return f"<table><thead><tr><th>product</th><th>file</th><th>size</th></tr></thead><tbody>{body}</tbody></table>"
+        link(f"GeoPackage ({wf.gpkg.name}: every layer and table)", f"{rel}/{wf.gpkg.name}", None)
+    link("STAC collection (one Item per product)", f"{rel}/stac/collection.json", None)
+    return {"kind": "products", "links": links}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -14,6 +12,7 @@ from typing import Any
 
 from geoseg import __version__
 from geoseg.errors import OutputError
+from geoseg.files import file_sha256, folder_sha256
 from geoseg.workflow._spec import (
     STATE_VERSION,
     WORK_DIR,
@@ -82,19 +81,15 @@ class State:
 
 
 class HashCache:
-    """sha256 of files, recomputed only when a file's size or mtime changed."""
+    """sha256 of files (:func:`geoseg.files.file_sha256`), remembered in the state file across
+    runs and recomputed only when a file's size or mtime changed."""
 
     def __init__(self, entries: dict[str, dict[str, Any]]) -> None:
         self.entries = entries
 
     def sha256(self, path: Path) -> str:
-        from geoseg.files import file_sha256
-
         if path.is_dir():
-            h = hashlib.sha256()
-            for f in sorted(p for p in path.rglob("*") if p.is_file()):
-                h.update(f.relative_to(path).as_posix().encode() + b"\0" + self.sha256(f).encode())
-            return h.hexdigest()
+            return folder_sha256(path, self.sha256)  # each file through this cache
         st = path.stat()
         key = str(path.absolute())
         e = self.entries.get(key)
@@ -112,15 +107,19 @@ class HashCache:
 
 @contextmanager
 def _locked(out: Path) -> Iterator[None]:
-    """One run per output directory at a time (an flock, released even if the run is killed)."""
+    """One run per output directory at a time.
+
+    ``filelock`` takes an OS lock on ``.geoseg-run/lock`` (flock here), so the kernel
+    releases it even when a run is killed; a second run fails at once rather than
+    waiting (``blocking=False``), since it would redo or clobber the first one's work.
+    """
+    import filelock
+
     lock = out / WORK_DIR / "lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise OutputError("another `geoseg run` is using this output folder; wait for it", out) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    try:
+        held = filelock.FileLock(lock, blocking=False).acquire()
+    except filelock.Timeout:
+        raise OutputError("another `geoseg run` is using this output folder; wait for it", out) from None
+    with held:
+        yield
