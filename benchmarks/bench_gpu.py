@@ -68,7 +68,7 @@ def _rate(fn: Callable[[], Any], pixels: int, seconds: float, sync: Callable[[],
 def _read_rate(bands: int, tile: int, overlap: int, seconds: float) -> float | None:
     try:
         import rasterio
-        from rasterio.windows import Window
+        from rasterio.windows import Window as RioWindow
     except ImportError:
         return None
     import tempfile
@@ -81,7 +81,7 @@ def _read_rate(bands: int, tile: int, overlap: int, seconds: float) -> float | N
     with rasterio.open(path, "w", **profile) as dst:
         for r in range(0, size, 512):
             dst.write(
-                rng.integers(0, 4000, (bands, 512, size), dtype=np.uint16), window=Window(0, r, size, 512)
+                rng.integers(0, 4000, (bands, 512, size), dtype=np.uint16), window=RioWindow(0, r, size, 512)
             )
     read = tile + 2 * overlap
     starts = [(r, c) for r in range(0, size - read + 1, tile) for c in range(0, size - read + 1, tile)]
@@ -90,7 +90,7 @@ def _read_rate(bands: int, tile: int, overlap: int, seconds: float) -> float | N
 
         def one() -> None:
             r, c = starts[next(k) % len(starts)]
-            src.read(window=Window(c, r, read, read))
+            src.read(window=RioWindow(c, r, read, read))
 
         return _rate(one, tile * tile, seconds, lambda: None)
 

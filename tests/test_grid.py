@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from rasterio.crs import CRS
 
 from geoseg.errors import WindowError
-from geoseg.raster import Grid, Window, batch_tiles, crs_equal, iter_tiles
+from geoseg.raster import Grid, PixelWindow, batch_tiles, crs_equal, iter_tiles
 
 UTM = CRS.from_epsg(32720)
 
@@ -26,7 +26,7 @@ def test_tile_cores_cover_grid_exactly_once(height: int, width: int, size: int, 
     tiles = list(iter_tiles((height, width), size, overlap))
     for t in tiles:
         assert t.core.height > 0 and t.core.width > 0
-        assert Window(0, 0, height, width).contains(t.core)  # cores stay inside the grid
+        assert PixelWindow(0, 0, height, width).contains(t.core)  # cores stay inside the grid
         assert t.read.contains(t.core)  # the read window holds the core
         # every read window has the same shape so batches stack: a tile plus its halo,
         # or along an axis shorter than a tile, the whole axis plus its halo
@@ -87,10 +87,10 @@ def test_batches_walk_down_strips_side_by_side() -> None:
 def test_tile_larger_than_raster_is_one_tile() -> None:
     tiles = list(iter_tiles((5, 3), 512, 16))
     assert len(tiles) == 1
-    assert tiles[0].core == Window(0, 0, 5, 3)
-    assert tiles[0].core_in_read == Window(16, 16, 5, 3)
+    assert tiles[0].core == PixelWindow(0, 0, 5, 3)
+    assert tiles[0].core_in_read == PixelWindow(16, 16, 5, 3)
     # read once with its halo, not padded out to a whole tile
-    assert tiles[0].read == Window(-16, -16, 5 + 32, 3 + 32)
+    assert tiles[0].read == PixelWindow(-16, -16, 5 + 32, 3 + 32)
     strip = list(iter_tiles((50, 1200), 512, 64))  # a strip: short in rows only
     assert {t.read.shape for t in strip} == {(50 + 128, 640)} and len(strip) == 3
 
@@ -108,7 +108,7 @@ def test_subgrid_keeps_pixels_on_the_ground() -> None:
     assert sub.shape == (10, 20)
     assert sub.transform @ (0, 0) == g.transform @ (30, 10)
     assert sub.crs == g.crs
-    assert g.window_grid(Window(-2, -3, 4, 4)).transform @ (0, 0) == g.transform @ (-3, -2)
+    assert g.window_grid(PixelWindow(-2, -3, 4, 4)).transform @ (0, 0) == g.transform @ (-3, -2)
     with pytest.raises(WindowError):
         g[20:10, 0:5]
 
@@ -122,13 +122,13 @@ def test_grid_is_immutable_and_hashable() -> None:
 
 
 def test_window_helpers() -> None:
-    a = Window(0, 0, 10, 10)
-    b = Window(5, 5, 10, 10)
-    assert a.intersection(b) == Window(5, 5, 5, 5)
-    assert a.intersection(Window(10, 0, 2, 2)) is None
-    assert b.relative_to(a) == Window(5, 5, 10, 10)
+    a = PixelWindow(0, 0, 10, 10)
+    b = PixelWindow(5, 5, 10, 10)
+    assert a.intersection(b) == PixelWindow(5, 5, 5, 5)
+    assert a.intersection(PixelWindow(10, 0, 2, 2)) is None
+    assert b.relative_to(a) == PixelWindow(5, 5, 10, 10)
     with pytest.raises(WindowError):
-        Window(0, 0, -1, 2)
+        PixelWindow(0, 0, -1, 2)
 
 
 def test_equivalent_crs_written_differently() -> None:

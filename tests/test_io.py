@@ -20,8 +20,8 @@ from geoseg.files import check_writable
 from geoseg.raster import (
     KEPT_PER_THREAD,
     Grid,
+    PixelWindow,
     RasterWriter,
-    Window,
     class_map_writer,
     close_kept,
     kept_dataset,
@@ -46,7 +46,7 @@ def test_boundless_read_pads_with_nodata(write_tif, dtype: str) -> None:
     path = write_tif(f"{dtype}.tif", img, nodata=nodata)
     src = open_raster(path)
     assert src.count == 2 and src.dtype == dtype and src.grid.shape == (20, 30)
-    data, valid = src.read(Window(-3, 25, 10, 10))
+    data, valid = src.read(PixelWindow(-3, 25, 10, 10))
     assert data.shape == (2, 10, 10)
     # inside: values encode their own coordinates
     np.testing.assert_array_equal(data[0, 3:, :5], np.arange(0, 7)[:, None].repeat(5, 1).astype(dtype))
@@ -67,7 +67,7 @@ def test_kept_open_reads_equal_fresh_reads_and_see_replaced_files(tmp_path: Path
     path = write_tif("a.tif", img, nodata=0, tiled=True, blockxsize=16, blockysize=16, compress="deflate")
     src = open_raster(path)
     try:
-        for w in (Window(-5, -5, 20, 20), Window(10, 30, 30, 30), Window(12, 14, 8, 9)):
+        for w in (PixelWindow(-5, -5, 20, 20), PixelWindow(10, 30, 30, 30), PixelWindow(12, 14, 8, 9)):
             kept, fresh = src.read(w, keep_open=True), src.read(w)
             np.testing.assert_array_equal(kept[0], fresh[0])
             np.testing.assert_array_equal(kept[1], fresh[1])
@@ -80,7 +80,7 @@ def test_kept_open_reads_equal_fresh_reads_and_see_replaced_files(tmp_path: Path
         assert other[0] is not ds  # a handle never serves two threads
         # the file replaced under the same name: a new handle and the new pixels
         write_tif("a.tif", (img + 7).astype("uint16"), nodata=0)
-        data, _ = src.read(Window(0, 0, 5, 5), keep_open=True)
+        data, _ = src.read(PixelWindow(0, 0, 5, 5), keep_open=True)
         assert kept_dataset(str(path)) is not ds and ds.closed
         np.testing.assert_array_equal(data, img[:, :5, :5] + 7)
         # bounded: the least recently used handle is closed
@@ -143,7 +143,7 @@ def test_stack_single_band_files_without_copying(write_tif) -> None:
     b = write_tif("b.tif", np.full((6, 5), 2, dtype="float32"))
     src = open_raster([a, b], band_names=["red", "nir"])
     assert src.paths == (str(a), str(b)) and src.band_names == ("red", "nir")
-    data, _ = src.read(Window(0, 0, 2, 2))
+    data, _ = src.read(PixelWindow(0, 0, 2, 2))
     assert data[:, 0, 0].tolist() == [1, 2]
     c = write_tif("c.tif", np.ones((6, 5), dtype="float32"), transform=Affine(10, 0, 0, 0, -10, 0))
     with pytest.raises(GridMismatchError, match=r"c\.tif"):
@@ -172,7 +172,7 @@ def test_real_amazon_and_pucallpa_read(shared_data: Path) -> None:
     tif = sorted((shared_data / "amazon-s2-rgb" / "training" / "images").glob("*.tiff"))[0]
     src = open_raster(tif)
     assert src.count == 3 and src.dtype == "uint8" and src.grid.crs.to_epsg() == 4326
-    data, _ = src.read(Window(500, 500, 20, 20))
+    data, _ = src.read(PixelWindow(500, 500, 20, 20))
     assert data.shape == (3, 20, 20)
     with rasterio.open(tif) as ds:
         np.testing.assert_array_equal(data[:, :12, :12], ds.read(window=((500, 512), (500, 512))))
@@ -193,7 +193,7 @@ def test_bad_inputs(tmp_path: Path, write_tif) -> None:
     with pytest.raises(BadRasterError, match=r"truncated\.tif"):
         open_raster(truncated)
     with pytest.raises(WindowError, match=r"good\.tif: window .* lies outside the raster"):
-        open_raster(good).read(Window(700, 0, 10, 10))
+        open_raster(good).read(PixelWindow(700, 0, 10, 10))
     nocrs = write_tif("nocrs.tif", np.ones((4, 4), dtype="uint8"), crs=None)
     with pytest.raises(BadRasterError, match="no CRS"):
         open_raster(nocrs)
@@ -228,13 +228,13 @@ def test_unwritten_blocks_are_nodata_and_abort_leaves_nothing(tmp_path: Path) ->
     grid = Grid((600, 600), Affine(1, 0, 0, 0, -1, 600), rasterio.crs.CRS.from_epsg(32720))
     out = tmp_path / "x.tif"
     with class_map_writer(out, grid, CLASSES) as w:
-        w.write(Window(0, 0, 10, 10), np.zeros((10, 10), "uint8"))
+        w.write(PixelWindow(0, 0, 10, 10), np.zeros((10, 10), "uint8"))
     with rasterio.open(out) as ds:
         arr = ds.read(1)
     assert (arr[:10, :10] == 0).all() and (arr[10:] == 255).all()
     out2 = tmp_path / "y.tif"
     with pytest.raises(RuntimeError), class_map_writer(out2, grid, CLASSES) as w:
-        w.write(Window(0, 0, 10, 10), np.zeros((10, 10), "uint8"))
+        w.write(PixelWindow(0, 0, 10, 10), np.zeros((10, 10), "uint8"))
         raise RuntimeError("boom")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.tif"]
 

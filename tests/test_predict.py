@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from geoseg.cli import main
 from geoseg.errors import GeosegError, ModelError, OutputError, SchedulerError
 from geoseg.inference import init_checkpoint, load_checkpoint, make_spec, predict, read_spec, save_checkpoint
-from geoseg.raster import Grid, Window, open_raster, validate_cog
+from geoseg.raster import Grid, PixelWindow, open_raster, validate_cog
 
 VENV_BIN = Path(sys.executable).parent
 TINY = {"encoder_depth": 3, "decoder_channels": [32, 16, 8]}
@@ -548,7 +548,7 @@ def test_write_failure_mid_run_is_an_output_error_and_leaves_no_output(
     real_write = io.RasterWriter.write
     calls = []
 
-    def failing_write(self: io.RasterWriter, window: Window, data: np.ndarray) -> None:
+    def failing_write(self: io.RasterWriter, window: PixelWindow, data: np.ndarray) -> None:
         calls.append(window)
         if len(calls) == 3:  # the third finished tile: the run is well under way
             raise rasterio.errors.RasterioIOError("No space left on device")

@@ -36,7 +36,7 @@ from geoseg.data import (
 )
 from geoseg.data import _synthetic as syn
 from geoseg.errors import ConfigError, OutputError, WindowError
-from geoseg.raster import Window
+from geoseg.raster import PixelWindow
 
 ALL_CLASSES = {c.id for c in CLASSES}
 BLUE, GREEN, RED, NIR = 0, 1, 2, 3
@@ -116,7 +116,7 @@ def test_any_window_equals_the_slice_of_the_whole_scene(
     (row, col), height, width = window
     spec = SceneSpec(300, 280, seed=seed, bands=6)
     full_before, full_after, full_b1, full_b2 = whole(spec)
-    win = Window(row, col, height, width)
+    win = PixelWindow(row, col, height, width)
     rows, cols = win.slices()
     before, after = change_truth(spec, win)
     np.testing.assert_array_equal(before, full_before[rows, cols])
@@ -128,10 +128,14 @@ def test_any_window_equals_the_slice_of_the_whole_scene(
 def test_windows_far_into_a_huge_scene_are_independent_too() -> None:
     """A 16384 x 16384 scene is never computed whole: compare windows inside a window."""
     spec = SceneSpec(16384, 16384, seed=11)
-    outer = Window(15900, 9000, 484, 700)  # reaches the bottom edge (nodata border side?)
+    outer = PixelWindow(15900, 9000, 484, 700)  # reaches the bottom edge (nodata border side?)
     before, after = change_truth(spec, outer)
     b2 = scene_bands(spec, after, outer, date=2)
-    for inner in (Window(15901, 9003, 97, 211), Window(16283, 9500, 101, 200), Window(16000, 9350, 1, 1)):
+    for inner in (
+        PixelWindow(15901, 9003, 97, 211),
+        PixelWindow(16283, 9500, 101, 200),
+        PixelWindow(16000, 9350, 1, 1),
+    ):
         rows, cols = inner.relative_to(outer).slices()
         inner_before, inner_after = change_truth(spec, inner)
         np.testing.assert_array_equal(inner_before, before[rows, cols])
@@ -141,13 +145,13 @@ def test_windows_far_into_a_huge_scene_are_independent_too() -> None:
 
 def test_windows_must_lie_inside_the_scene() -> None:
     spec = SceneSpec(100, 100)
-    for bad in (Window(90, 0, 20, 10), Window(-1, 0, 5, 5), Window(0, 0, 0, 5)):
+    for bad in (PixelWindow(90, 0, 20, 10), PixelWindow(-1, 0, 5, 5), PixelWindow(0, 0, 0, 5)):
         with pytest.raises(WindowError):
             class_map(spec, bad)
     with pytest.raises(WindowError):
-        scene_bands(spec, np.zeros((5, 5), np.uint8), Window(0, 0, 5, 6))
+        scene_bands(spec, np.zeros((5, 5), np.uint8), PixelWindow(0, 0, 5, 6))
     with pytest.raises(ConfigError):
-        scene_bands(spec, np.full((5, 5), 9, np.uint8), Window(0, 0, 5, 5))
+        scene_bands(spec, np.full((5, 5), 9, np.uint8), PixelWindow(0, 0, 5, 5))
 
 
 # --------------------------------------------------------------------------------------
@@ -249,7 +253,7 @@ def test_make_change_applies_to_any_classes_given() -> None:
     assert (after != FOREST).any()
     assert set(np.unique(after).tolist()) <= {FOREST, GRASSLAND, BARE_SOIL, CROPLAND}
     with pytest.raises(WindowError):
-        make_change(spec, all_forest[:10], Window(0, 0, 11, 300))
+        make_change(spec, all_forest[:10], PixelWindow(0, 0, 11, 300))
 
 
 # --------------------------------------------------------------------------------------

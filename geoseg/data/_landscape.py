@@ -22,7 +22,7 @@ from geoseg.data._scene import (
     SceneSpec,
     _check_window,
 )
-from geoseg.raster import Window
+from geoseg.raster import PixelWindow
 
 
 @dataclass(frozen=True)
@@ -218,7 +218,7 @@ _T_BARE: Final = 0.30
 _T_POND: Final = -0.63
 
 
-def _near_line(win: Window, nx: float, ny: float, d: float, half: float) -> tuple[I64, I64]:
+def _near_line(win: PixelWindow, nx: float, ny: float, d: float, half: float) -> tuple[I64, I64]:
     """(rows, cols) of pixels in ``win`` whose centres may lie within ``half`` of a line.
 
     The line is ``nx * x + ny * y = d`` with pixel centres at ``(col + .5, row + .5)``. This
@@ -242,7 +242,7 @@ def _near_line(win: Window, nx: float, ny: float, d: float, half: float) -> tupl
     return (a, b) if by_row else (b, a)
 
 
-def _natural(spec: SceneSpec, win: Window) -> U8:
+def _natural(spec: SceneSpec, win: PixelWindow) -> U8:
     """Forest with natural grassland openings, bare patches and ponds."""
     forest = _fbm(_key(spec.seed, "forest"), win, (256, 128, 64, 32, 16))
     out = np.where(forest > _T_FOREST, np.uint8(FOREST), np.uint8(GRASSLAND))
@@ -252,7 +252,7 @@ def _natural(spec: SceneSpec, win: Window) -> U8:
     return out
 
 
-def _parcel_axes(spec: SceneSpec, win: Window) -> tuple[I64, I64]:
+def _parcel_axes(spec: SceneSpec, win: PixelWindow) -> tuple[I64, I64]:
     """Parcel row index of each window row and parcel column index of each window column."""
     layout = _layout(spec)
     rows = np.arange(win.row_off, win.row_end, dtype=np.int64)
@@ -262,7 +262,7 @@ def _parcel_axes(spec: SceneSpec, win: Window) -> tuple[I64, I64]:
     return pr, pc
 
 
-def _parcels(spec: SceneSpec, win: Window) -> U8:
+def _parcels(spec: SceneSpec, win: PixelWindow) -> U8:
     """Cleared parcels along the highways (255 where uncleared).
 
     Parcels are whole rectangles of a jittered grid, as settlement lots are; a parcel is
@@ -291,7 +291,7 @@ def _parcels(spec: SceneSpec, win: Window) -> U8:
     return kind[(pr - pr[0])[:, None], (pc - pc[0])[None, :]]
 
 
-def _paint_rivers(spec: SceneSpec, win: Window, out: U8) -> None:
+def _paint_rivers(spec: SceneSpec, win: PixelWindow, out: U8) -> None:
     for i, river in enumerate(_layout(spec).rivers):
         ln = river.line
         nx, ny, d = ln.normal
@@ -313,13 +313,13 @@ def _paint_rivers(spec: SceneSpec, win: Window, out: U8) -> None:
         out[rows[water] - win.row_off, cols[water] - win.col_off] = WATER
 
 
-def _box(cy: float, cx: float, ry: float, rx: float, win: Window) -> Window | None:
+def _box(cy: float, cx: float, ry: float, rx: float, win: PixelWindow) -> PixelWindow | None:
     """The window's part of the box ``centre +- radii`` (None when they do not meet)."""
     r0, c0 = math.floor(cy - ry), math.floor(cx - rx)
-    return Window(r0, c0, math.ceil(cy + ry) - r0 + 1, math.ceil(cx + rx) - c0 + 1).intersection(win)
+    return PixelWindow(r0, c0, math.ceil(cy + ry) - r0 + 1, math.ceil(cx + rx) - c0 + 1).intersection(win)
 
 
-def _ellipse(key: int, box: Window, cy: float, cx: float, ry: float, rx: float, rough: float) -> Bool:
+def _ellipse(key: int, box: PixelWindow, cy: float, cx: float, ry: float, rx: float, rough: float) -> Bool:
     """A blob: an ellipse whose radius wobbles by ``rough`` with smooth noise."""
     cell = max(4, round(min(ry, rx) / 2))
     wobble = np.float32(1.0) + np.float32(rough) * _noise(key, box, cell)
@@ -328,7 +328,7 @@ def _ellipse(key: int, box: Window, cy: float, cx: float, ry: float, rx: float, 
     return (dy * dy)[:, None] + (dx * dx)[None, :] < wobble * wobble
 
 
-def _paint_towns(spec: SceneSpec, win: Window, out: U8) -> None:
+def _paint_towns(spec: SceneSpec, win: PixelWindow, out: U8) -> None:
     for i, town in enumerate(_layout(spec).towns):
         reach = 1.4 * town.radius
         box = _box(town.cy, town.cx, reach, reach, win)
@@ -341,7 +341,7 @@ def _paint_towns(spec: SceneSpec, win: Window, out: U8) -> None:
         sub[inside & parks] = GRASSLAND
 
 
-def _paint_roads(spec: SceneSpec, win: Window, out: U8) -> None:
+def _paint_roads(spec: SceneSpec, win: PixelWindow, out: U8) -> None:
     layout = _layout(spec)
     for road in layout.roads:
         nx, ny, d = road.line.normal
@@ -353,25 +353,25 @@ def _paint_roads(spec: SceneSpec, win: Window, out: U8) -> None:
         (s[:, 0] < win.row_end) & (s[:, 1] > win.row_off) & (s[:, 2] < win.col_end) & (s[:, 3] > win.col_off)
     )
     for r0, r1, c0, c1 in s[hit].tolist():
-        part = Window(r0, c0, r1 - r0, c1 - c0).intersection(win)
+        part = PixelWindow(r0, c0, r1 - r0, c1 - c0).intersection(win)
         if part is not None:
             out[part.relative_to(win).slices()] = BUILT_UP
 
 
-def _paint_border(spec: SceneSpec, win: Window, out: U8) -> None:
+def _paint_border(spec: SceneSpec, win: PixelWindow, out: U8) -> None:
     h, w = spec.shape
     for edge in _layout(spec).edges:
         horizontal = edge.side in (0, 2)  # the edge runs along the columns
         near = edge.max_depth
         # Only the rows (or columns) within reach of the edge are tested.
         if edge.side == 0:
-            part = Window(0, 0, near, w).intersection(win)
+            part = PixelWindow(0, 0, near, w).intersection(win)
         elif edge.side == 2:
-            part = Window(h - near, 0, near, w).intersection(win)
+            part = PixelWindow(h - near, 0, near, w).intersection(win)
         elif edge.side == 1:
-            part = Window(0, w - near, h, near).intersection(win)
+            part = PixelWindow(0, w - near, h, near).intersection(win)
         else:
-            part = Window(0, 0, h, near).intersection(win)
+            part = PixelWindow(0, 0, h, near).intersection(win)
         if part is None:
             continue
         t = np.arange(part.col_off, part.col_end) if horizontal else np.arange(part.row_off, part.row_end)
@@ -391,7 +391,7 @@ def _paint_border(spec: SceneSpec, win: Window, out: U8) -> None:
         out[part.relative_to(win).slices()][mask] = CLASS_NODATA
 
 
-def class_map(spec: SceneSpec, window: Window | None = None) -> U8:
+def class_map(spec: SceneSpec, window: PixelWindow | None = None) -> U8:
     """The true classes (uint8, nodata 255) of the scene or of ``window`` of it.
 
     Any window gives exactly the same values as the same slice of the whole scene.

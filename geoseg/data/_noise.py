@@ -9,7 +9,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from geoseg.raster import Window
+from geoseg.raster import PixelWindow
 
 U8 = npt.NDArray[np.uint8]
 
@@ -153,7 +153,7 @@ def _axis(key: int, start: int, n: int, cell: int) -> tuple[I64, F32]:
     return i, _fade(t)
 
 
-def _noise(key: int, win: Window, cell: int) -> F32:
+def _noise(key: int, win: PixelWindow, cell: int) -> F32:
     """Value noise in [-1, 1] with features ``cell`` pixels apart, on a window.
 
     Random values on the lattice corners are interpolated first along columns, then along
@@ -176,7 +176,7 @@ def _noise(key: int, win: Window, cell: int) -> F32:
     return out
 
 
-def _fbm(key: int, win: Window, cells: Sequence[int], gain: float = 0.5) -> F32:
+def _fbm(key: int, win: PixelWindow, cells: Sequence[int], gain: float = 0.5) -> F32:
     """Octaves of value noise from coarse to fine, amplitudes falling by ``gain``."""
     total = np.zeros(win.shape, dtype=np.float32)
     amp, norm = 1.0, 0.0

@@ -10,7 +10,7 @@ from rasterio.crs import CRS
 
 from geoseg.classes import ClassInfo
 from geoseg.errors import ConfigError, WindowError
-from geoseg.raster import Grid, Window
+from geoseg.raster import Grid, PixelWindow
 
 FOREST: Final = 0
 
@@ -88,8 +88,8 @@ class SceneSpec:
         return BAND_NAMES[: self.bands]
 
     @property
-    def window(self) -> Window:
-        return Window(0, 0, self.height, self.width)
+    def window(self) -> PixelWindow:
+        return PixelWindow(0, 0, self.height, self.width)
 
 
 def scene_grid(spec: SceneSpec) -> Grid:
@@ -99,7 +99,7 @@ def scene_grid(spec: SceneSpec) -> Grid:
     return Grid(spec.shape, transform, CRS.from_user_input(spec.crs))
 
 
-def _check_window(spec: SceneSpec, window: Window | None) -> Window:
+def _check_window(spec: SceneSpec, window: PixelWindow | None) -> PixelWindow:
     if window is None:
         return spec.window
     if window.height == 0 or window.width == 0 or not spec.window.contains(window):

@@ -54,7 +54,7 @@ from geoseg.data._scene import (
 from geoseg.errors import ConfigError, OutputError, WindowError
 from geoseg.files import check_writable, partial_path
 from geoseg.progress import Progress, report
-from geoseg.raster import GDAL_ENV, Window, class_map_writer
+from geoseg.raster import GDAL_ENV, PixelWindow, class_map_writer
 
 # Mean surface reflectance per class (rows) and band (columns: blue .. swir2), typical of
 # Sentinel-2 L2A over the Amazon: forest dark in red, bright in NIR; sediment-laden river
@@ -118,7 +118,9 @@ def _gain(spec: SceneSpec, date: int) -> float:
     return 1.0 + (1 if draw.random() < 0.5 else -1) * draw.uniform(0.02, 0.05)
 
 
-def scene_bands(spec: SceneSpec, classes: npt.ArrayLike, window: Window | None = None, date: int = 1) -> U16:
+def scene_bands(
+    spec: SceneSpec, classes: npt.ArrayLike, window: PixelWindow | None = None, date: int = 1
+) -> U16:
     """Reflectances ``(spec.bands, h, w)`` uint16 (x 10000, nodata 0) for ``classes`` on ``window``.
 
     ``classes`` is usually ``class_map(spec, window)`` (or the second date's truth), but any
@@ -189,7 +191,7 @@ class ChangeEvent:
 
     kind: str  # "clearing" or "regrowth"
     shape: str
-    box: Window
+    box: PixelWindow
     centre: tuple[float, float]  # (row, col)
     radii: tuple[float, float]  # (rows, cols)
     to_class: int
@@ -230,7 +232,7 @@ def _events(spec: SceneSpec) -> tuple[tuple[ChangeEvent, ...], I64]:
         to = BARE_SOIL if u < 0.55 else GRASSLAND if u < 0.9 else CROPLAND
         ry, rx = draw.uniform(6, 35), draw.uniform(6, 35)
         if draw.random() < 0.5:
-            box = Window(round(cy - ry), round(cx - rx), max(1, round(2 * ry)), max(1, round(2 * rx)))
+            box = PixelWindow(round(cy - ry), round(cx - rx), max(1, round(2 * ry)), max(1, round(2 * rx)))
             events.append(ChangeEvent("clearing", "rectangle", box, (cy, cx), (ry, rx), to, (FOREST,)))
         else:
             box = _blob_box(cy, cx, ry, rx)
@@ -250,10 +252,10 @@ def _events(spec: SceneSpec) -> tuple[tuple[ChangeEvent, ...], I64]:
     return tuple(events), boxes.reshape(-1, 4)
 
 
-def _blob_box(cy: float, cx: float, ry: float, rx: float) -> Window:
+def _blob_box(cy: float, cx: float, ry: float, rx: float) -> PixelWindow:
     grow = 1.0 + _BLOB_ROUGH
     r0, c0 = math.floor(cy - grow * ry), math.floor(cx - grow * rx)
-    return Window(r0, c0, math.ceil(cy + grow * ry) - r0 + 1, math.ceil(cx + grow * rx) - c0 + 1)
+    return PixelWindow(r0, c0, math.ceil(cy + grow * ry) - r0 + 1, math.ceil(cx + grow * rx) - c0 + 1)
 
 
 def change_events(spec: SceneSpec) -> tuple[ChangeEvent, ...]:
@@ -261,7 +263,7 @@ def change_events(spec: SceneSpec) -> tuple[ChangeEvent, ...]:
     return _events(spec)[0]
 
 
-def make_change(spec: SceneSpec, before: npt.ArrayLike, window: Window | None = None) -> U8:
+def make_change(spec: SceneSpec, before: npt.ArrayLike, window: PixelWindow | None = None) -> U8:
     """The second date's classes: ``before`` (classes on ``window``) with the events applied.
 
     Events apply in order, each to the pixels whose *before* class it affects, so a later
@@ -290,7 +292,7 @@ def make_change(spec: SceneSpec, before: npt.ArrayLike, window: Window | None = 
     return after
 
 
-def change_truth(spec: SceneSpec, window: Window | None = None) -> tuple[U8, U8]:
+def change_truth(spec: SceneSpec, window: PixelWindow | None = None) -> tuple[U8, U8]:
     """(before, after) class maps of ``window``: date 1 and date 2 truth."""
     before = class_map(spec, window)
     return before, make_change(spec, before, window)
@@ -363,7 +365,7 @@ def write_scene(
             for row in range(0, spec.height, step):
                 strip = min(step, spec.height - row)
                 for col in range(0, spec.width, _CHUNK_COLS):
-                    win = Window(row, col, strip, min(_CHUNK_COLS, spec.width - col))
+                    win = PixelWindow(row, col, strip, min(_CHUNK_COLS, spec.width - col))
                     classes = class_map(spec, win)
                     if date == 2:
                         classes = make_change(spec, classes, win)

@@ -14,9 +14,9 @@ import rasterio
 from geoseg.classes import CLASS_NODATA
 from geoseg.inference._options import PredictOptions
 from geoseg.raster import (
+    PixelWindow,
     RasterSource,
     Tile,
-    Window,
 )
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def read_tiles(source: RasterSource | Any, tiles: Sequence[Tile]) -> list[tuple[
     blocks touches 3 block rows, and 2 of them are the previous batch's. The values are
     exactly those of separate reads.
     """
-    groups: list[tuple[Window, list[Tile]]] = []
+    groups: list[tuple[PixelWindow, list[Tile]]] = []
     i = 0
     while i < len(tiles):
         first = tiles[i].read
@@ -89,7 +89,7 @@ def read_tiles(source: RasterSource | Any, tiles: Sequence[Tile]) -> list[tuple[
             end = max(end, tiles[j].read.col_end)
             j += 1
         groups.append(
-            (Window(first.row_off, first.col_off, first.height, end - first.col_off), list(tiles[i:j]))
+            (PixelWindow(first.row_off, first.col_off, first.height, end - first.col_off), list(tiles[i:j]))
         )
         i = j
     out: list[tuple[np.ndarray, np.ndarray]] = []
@@ -106,7 +106,7 @@ def read_tiles(source: RasterSource | Any, tiles: Sequence[Tile]) -> list[tuple[
 READ_CACHE_MIN = 96 << 20  # bytes: rasterio passes GDAL_CACHEMAX to GDAL in bytes
 
 
-def read_cache_bytes(source: RasterSource | Any, union: Window) -> int:
+def read_cache_bytes(source: RasterSource | Any, union: PixelWindow) -> int:
     """GDAL block cache for a worker's reads: two batches' blocks and the rows between.
 
     A union read touches its rows plus up to a block above and below, and as many

@@ -32,7 +32,7 @@ from geoseg.classes import CLASS_NODATA, ClassInfo, default_colour
 from geoseg.errors import BadRasterError, GeosegError, ModelError
 from geoseg.files import check_writable
 from geoseg.inference._options import PredictSettings
-from geoseg.raster import Grid, Tile, Window, batch_tiles, class_map_writer, open_raster
+from geoseg.raster import Grid, PixelWindow, Tile, batch_tiles, class_map_writer, open_raster
 
 # One Predictor per process (pipeline._PREDICTORS); this lock stops two threads of the
 # threaded scheduler from loading the same model at once.
@@ -353,7 +353,7 @@ class _WindowTarget:
     def __setitem__(self, key: tuple[slice, slice], value: np.ndarray) -> None:
         rows, cols = key
         self.writer.write(
-            Window(rows.start, cols.start, rows.stop - rows.start, cols.stop - cols.start), value
+            PixelWindow(rows.start, cols.start, rows.stop - rows.start, cols.stop - cols.start), value
         )
 
 
@@ -424,7 +424,7 @@ def _write_from_cluster(client: Any, data: Any, writer: Any) -> None:
     index = list(product(range(data.numblocks[0]), range(data.numblocks[1])))
     futures = client.compute([data.blocks[i, j] for i, j in index])
     for (i, j), future in zip(index, futures, strict=True):
-        windows[future.key] = Window(
+        windows[future.key] = PixelWindow(
             int(starts[0][i]), int(starts[1][j]), data.chunks[0][i], data.chunks[1][j]
         )
     for future in as_completed(futures):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from geoseg.raster._cog import validate_cog
-from geoseg.raster._grid import MAX_TILE, Grid, Tile, Window, batch_tiles, crs_equal, iter_tiles
+from geoseg.raster._grid import MAX_TILE, Grid, PixelWindow, Tile, batch_tiles, crs_equal, iter_tiles
 from geoseg.raster._mosaic import open_region
 from geoseg.raster._read import (
     GDAL_ENV,
@@ -24,10 +24,10 @@ __all__ = [
     "MAX_TILE",
     "BandRef",
     "Grid",
+    "PixelWindow",
     "RasterSource",
     "RasterWriter",
     "Tile",
-    "Window",
     "batch_tiles",
     "class_map_writer",
     "class_tags",

@@ -24,8 +24,14 @@ from geoseg.errors import GridMismatchError, WindowError
 
 
 @dataclass(frozen=True, order=True)
-class Window:
-    """A rectangle of pixels: offsets may be negative (past the top/left edge)."""
+class PixelWindow:
+    """A rectangle of pixels, rows first: ``PixelWindow(row_off, col_off, height, width)``;
+    offsets may be negative (past the top/left edge).
+
+    Not rasterio's ``Window``, which takes columns first (``Window(col_off, row_off, width,
+    height)``): the other name keeps one from being read as the other.
+    :meth:`to_rasterio` converts.
+    """
 
     row_off: int
     col_off: int
@@ -61,21 +67,23 @@ class Window:
 
         return RioWindow(self.col_off, self.row_off, self.width, self.height)
 
-    def relative_to(self, outer: Window) -> Window:
+    def relative_to(self, outer: PixelWindow) -> PixelWindow:
         """This window in the pixel coordinates of ``outer``."""
-        return Window(self.row_off - outer.row_off, self.col_off - outer.col_off, self.height, self.width)
+        return PixelWindow(
+            self.row_off - outer.row_off, self.col_off - outer.col_off, self.height, self.width
+        )
 
-    def shifted(self, rows: int, cols: int) -> Window:
-        return Window(self.row_off + rows, self.col_off + cols, self.height, self.width)
+    def shifted(self, rows: int, cols: int) -> PixelWindow:
+        return PixelWindow(self.row_off + rows, self.col_off + cols, self.height, self.width)
 
-    def intersection(self, other: Window) -> Window | None:
+    def intersection(self, other: PixelWindow) -> PixelWindow | None:
         r0, c0 = max(self.row_off, other.row_off), max(self.col_off, other.col_off)
         r1, c1 = min(self.row_end, other.row_end), min(self.col_end, other.col_end)
         if r1 <= r0 or c1 <= c0:
             return None
-        return Window(r0, c0, r1 - r0, c1 - c0)
+        return PixelWindow(r0, c0, r1 - r0, c1 - c0)
 
-    def contains(self, other: Window) -> bool:
+    def contains(self, other: PixelWindow) -> bool:
         return (
             self.row_off <= other.row_off
             and self.col_off <= other.col_off
@@ -155,11 +163,11 @@ class Grid:
         return (min(xs), min(ys), max(xs), max(ys))
 
     @property
-    def window(self) -> Window:
+    def window(self) -> PixelWindow:
         """The whole grid as a window."""
-        return Window(0, 0, self.height, self.width)
+        return PixelWindow(0, 0, self.height, self.width)
 
-    def window_grid(self, window: Window) -> Grid:
+    def window_grid(self, window: PixelWindow) -> Grid:
         """The sub-grid under ``window`` (which may reach past the edges)."""
         transform = self.transform @ Affine.translation(window.col_off, window.row_off)
         return Grid((window.height, window.width), transform, self.crs)
@@ -170,7 +178,7 @@ class Grid:
         c0, c1, _ = cols.indices(self.width)
         if r1 <= r0 or c1 <= c0:
             raise WindowError(f"slice {key} of grid {self.shape} is empty")
-        return self.window_grid(Window(r0, c0, r1 - r0, c1 - c0))
+        return self.window_grid(PixelWindow(r0, c0, r1 - r0, c1 - c0))
 
     def same_as(self, other: Grid, tolerance: float = 1e-6) -> bool:
         """Same shape, same CRS (up to notation) and transforms within a fraction of a pixel."""
@@ -199,11 +207,11 @@ class Tile:
 
     row: int
     col: int
-    core: Window
-    read: Window
+    core: PixelWindow
+    read: PixelWindow
 
     @property
-    def core_in_read(self) -> Window:
+    def core_in_read(self) -> PixelWindow:
         """Where the core sits inside the array read for this tile."""
         return self.core.relative_to(self.read)
 
@@ -245,8 +253,8 @@ def iter_tiles(shape: tuple[int, int], size: int, overlap: int = 0) -> Iterator[
             c0 = j * size
             c1 = min(c0 + size, width)
             read_c0 = min(c0 - overlap, max(-overlap, width - size - overlap))
-            core = Window(r0, c0, r1 - r0, c1 - c0)
-            yield Tile(i, j, core, Window(read_r0, read_c0, span_h, span_w))
+            core = PixelWindow(r0, c0, r1 - r0, c1 - c0)
+            yield Tile(i, j, core, PixelWindow(read_r0, read_c0, span_h, span_w))
 
 
 def batch_tiles(tiles: Sequence[Tile], size: int, lanes: int = 1) -> list[list[Tile]]:

@@ -15,7 +15,7 @@ import numpy as np
 from affine import Affine
 
 from geoseg.errors import BadRasterError, GridMismatchError
-from geoseg.raster._grid import Grid, Window, crs_equal
+from geoseg.raster._grid import Grid, PixelWindow, crs_equal
 from geoseg.raster._read import RasterSource, open_raster
 
 
@@ -47,7 +47,9 @@ class Mosaic:
     def paths(self) -> tuple[str, ...]:
         return tuple(p for s in self.scenes for p in s.paths)
 
-    def read(self, window: Window | None = None, keep_open: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def read(
+        self, window: PixelWindow | None = None, keep_open: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         window = window if window is not None else self.grid.window
         fill = self.nodata if self.nodata is not None and not np.isnan(self.nodata) else 0
         out = np.full((self.count, window.height, window.width), fill, dtype=self.dtype)

@@ -32,7 +32,7 @@ from geoseg.errors import (
     WindowError,
     first_line,
 )
-from geoseg.raster._grid import Grid, Window
+from geoseg.raster._grid import Grid, PixelWindow
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 
@@ -74,7 +74,9 @@ class RasterSource:
     def paths(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(b.path for b in self.bands))
 
-    def read(self, window: Window | None = None, keep_open: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def read(
+        self, window: PixelWindow | None = None, keep_open: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Read ``window`` (boundless) -> (pixels ``(bands, h, w)``, valid mask ``(h, w)``).
 
         Pixels outside the raster are filled with nodata (0 when there is none) and are
@@ -229,7 +231,7 @@ def _label(paths: Sequence[Any]) -> str:
 
 
 def read_window(
-    source: RasterSource, window: Window, keep_open: bool = False
+    source: RasterSource, window: PixelWindow, keep_open: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Boundless read of ``window``: ``(bands, h, w)`` pixels and an ``(h, w)`` valid mask.
 

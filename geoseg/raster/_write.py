@@ -20,7 +20,7 @@ from geoseg.errors import (
     first_line,
 )
 from geoseg.files import atomic_output, partial_path
-from geoseg.raster._grid import Grid, Window
+from geoseg.raster._grid import Grid, PixelWindow
 from geoseg.raster._read import GDAL_ENV, _open
 
 COG_BLOCK = 512
@@ -95,7 +95,7 @@ class RasterWriter:
         except (RasterioIOError, OSError) as exc:
             raise OutputError(f"cannot be written ({first_line(exc)})", self.path) from exc
 
-    def write(self, window: Window, data: np.ndarray) -> None:
+    def write(self, window: PixelWindow, data: np.ndarray) -> None:
         """Write ``data`` (``(h, w)`` or ``(count, h, w)``) at ``window`` of the grid."""
         if data.ndim == 2:
             data = data[None]

@@ -27,7 +27,7 @@ from rasterio.enums import Resampling
 
 from geoseg.classes import CLASS_NODATA, ClassInfo
 from geoseg.errors import BadRasterError, ConfigError, GridMismatchError, MissingFileError
-from geoseg.raster import GDAL_ENV, Grid, RasterSource, Window, open_raster, read_classes, read_window
+from geoseg.raster import GDAL_ENV, Grid, PixelWindow, RasterSource, open_raster, read_classes, read_window
 
 PathLike = str | os.PathLike[str]
 
@@ -65,7 +65,7 @@ class AlignedMaps:
     def class_ids(self) -> np.ndarray:
         return np.array([c.id for c in self.classes], dtype=np.int64)
 
-    def read_index(self, i: int, window: Window) -> np.ndarray:
+    def read_index(self, i: int, window: PixelWindow) -> np.ndarray:
         """Class *indices* (positions in ``classes``) of map ``i`` on ``window``; -1 = invalid."""
         values, valid = read_aligned(self.maps[i], self.grid, window)
         return to_index(values, valid, self.class_ids)
@@ -182,7 +182,7 @@ def _check_overlap(src: RasterSource, grid: Grid, ref_name: str) -> None:
         )
 
 
-def read_aligned(m: ClassMap, grid: Grid, window: Window) -> tuple[np.ndarray, np.ndarray]:
+def read_aligned(m: ClassMap, grid: Grid, window: PixelWindow) -> tuple[np.ndarray, np.ndarray]:
     """Raw class values of ``m`` on ``window`` of ``grid`` and the valid mask."""
     if not m.warp:
         data, valid = read_window(m.source, window)

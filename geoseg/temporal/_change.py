@@ -39,7 +39,7 @@ from geoseg.classes import CLASS_NODATA, ClassInfo
 from geoseg.cluster import dask_client, run_tasks
 from geoseg.errors import ConfigError, DataQuirkWarning, GridMismatchError
 from geoseg.progress import Parts, Progress
-from geoseg.raster import Grid, RasterWriter, Window, class_map_writer
+from geoseg.raster import Grid, PixelWindow, RasterWriter, class_map_writer
 from geoseg.temporal._align import (
     AlignedMaps,
     PathLike,
@@ -118,7 +118,7 @@ def change_classes(classes: Sequence[ClassInfo]) -> list[ClassInfo]:
 @dataclass(frozen=True)
 class _ChangeTask:
     maps: AlignedMaps
-    window: Window
+    window: PixelWindow
     area: AreaModel
     selected: tuple[bool, ...]  # per code: polygonise it
     landcover: tuple[bool, ...]  # per date: return its aligned raw values (warped maps only)
@@ -126,7 +126,7 @@ class _ChangeTask:
 
 @dataclass
 class _ChangeBlock:
-    window: Window
+    window: PixelWindow
     codes: np.ndarray
     selected: np.ndarray
     pixels: np.ndarray  # (n*n,) int64

@@ -23,7 +23,7 @@ import numpy as np
 from geoseg.cluster import dask_client, run_tasks
 from geoseg.errors import BadRasterError, ConfigError
 from geoseg.progress import Parts, Progress
-from geoseg.raster import Grid, RasterWriter, Window
+from geoseg.raster import Grid, PixelWindow, RasterWriter
 from geoseg.temporal._align import AlignedMaps, PathLike, align_maps, resolve_classes
 from geoseg.temporal._dates import check_dates
 from geoseg.temporal._options import TrackOptions
@@ -116,7 +116,7 @@ def _persists(
 @dataclass(frozen=True)
 class _TrackTask:
     maps: AlignedMaps
-    window: Window
+    window: PixelWindow
     area: AreaModel
     forest: tuple[int, ...]  # class indices that are forest
     persist: int
@@ -125,7 +125,7 @@ class _TrackTask:
 
 @dataclass
 class _TrackBlock:
-    window: Window
+    window: PixelWindow
     loss_year: np.ndarray  # uint16
     loss_index: np.ndarray  # uint8, 255 none
     gain_index: np.ndarray  # uint8, 255 none

@@ -11,7 +11,6 @@ card of ``forest-s2-rgb``): the teacher's errors there are the bias it was meant
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,6 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from geoseg.errors import ConfigError
+from geoseg.files import file_sha256
 from geoseg.options import Options, option
 
 IGNORE = 255
@@ -35,10 +35,6 @@ class PseudoLabelConfig(Options):
     split: str = option("test", "An image-only split of the same label set.")
     confidence: float = option(0.9, "Pixels whose teacher probability is below are ignored.", ge=0.5, lt=1)
     tta: bool = option(True, "The teacher predicts the mean of the 8 rotations/flips.")
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def teacher_labels(
@@ -78,10 +74,10 @@ def pseudo_samples(
         raise ConfigError(
             f"{teacher.path.name}: the teacher predicts {teacher.spec.n_classes} classes, the label set has {n_classes}"
         )
-    known = {_digest(p) for p in labelled}
+    known = {file_sha256(p) for p in labelled}
     samples, skipped, kept, total = [], [], 0, 0
     for path in images:
-        if _digest(path) in known:
+        if file_sha256(path) in known:
             skipped.append(path.name)
             continue
         src = open_raster(path, band_names=band_names, bands=bands, require_crs=False)

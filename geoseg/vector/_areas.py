@@ -30,7 +30,7 @@ import numpy as np
 import shapely
 from pyproj import CRS, Geod, Proj, Transformer
 
-from geoseg.raster import Grid, Window
+from geoseg.raster import Grid, PixelWindow
 
 PLANAR_TOLERANCE = 0.0025
 
@@ -100,7 +100,7 @@ class AreaModel:
         area = shapely.area(shapely.transform(lonlat, _cea_fn(self.lon0, *self.ellipsoid)))
         return area, _geodesic_perimeter(lonlat, _geod(*self.ellipsoid))
 
-    def pixel_weights(self, window: Window) -> np.ndarray | None:
+    def pixel_weights(self, window: PixelWindow) -> np.ndarray | None:
         """Area of each pixel of ``window`` in m², broadcastable; None when all are equal.
 
         Used to measure regions for the minimum mapping unit in the same way polygons

@@ -20,11 +20,11 @@ from __future__ import annotations
 import numpy as np
 
 from geoseg.errors import ConfigError
-from geoseg.raster import Grid, Window, iter_tiles
+from geoseg.raster import Grid, PixelWindow, iter_tiles
 from geoseg.vector._areas import AreaModel
 
 
-def pixel_areas(area: AreaModel, window: Window) -> np.ndarray:
+def pixel_areas(area: AreaModel, window: PixelWindow) -> np.ndarray:
     """m² of every pixel of ``window``, as a full array."""
     w = area.pixel_weights(window)
     if w is None:
@@ -32,7 +32,7 @@ def pixel_areas(area: AreaModel, window: Window) -> np.ndarray:
     return np.broadcast_to(np.asarray(w, dtype=np.float64), window.shape)
 
 
-def block_windows(grid: Grid, block_size: int) -> list[Window]:
+def block_windows(grid: Grid, block_size: int) -> list[PixelWindow]:
     if block_size < 16:
         raise ConfigError(f"block size must be at least 16 pixels, got {block_size}")
     return [t.core for t in iter_tiles(grid.shape, block_size)]

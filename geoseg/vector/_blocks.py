@@ -23,7 +23,7 @@ import numpy as np
 
 from geoseg.cluster import run_tasks
 from geoseg.errors import BadRasterError
-from geoseg.raster import RasterSource, Window, read_window
+from geoseg.raster import PixelWindow, RasterSource, read_window
 from geoseg.vector._areas import AreaModel
 
 _INT32 = np.iinfo(np.int32)
@@ -44,7 +44,7 @@ class _Sieve:
 class _BlockTask:
     source: RasterSource
     index: int
-    window: Window
+    window: PixelWindow
     internal: tuple[bool, bool, bool, bool]  # TOP, BOTTOM, LEFT, RIGHT are seams (not the raster edge)
     connectivity: int
     area: AreaModel
@@ -52,7 +52,7 @@ class _BlockTask:
     sieve: _Sieve | None = None
 
 
-def _read_block(source: RasterSource, window: Window) -> tuple[np.ndarray, np.ndarray]:
+def _read_block(source: RasterSource, window: PixelWindow) -> tuple[np.ndarray, np.ndarray]:
     """Class values (an integer dtype GDAL can polygonise) and the valid mask."""
     data, valid = read_window(source, window)
     band = data[0]

@@ -29,7 +29,7 @@ import rasterio
 from geoseg.errors import OutputError, first_line
 from geoseg.files import check_parent_writable, check_writable
 from geoseg.progress import Progress
-from geoseg.raster import GDAL_ENV, BandRef, Grid, RasterSource, Window
+from geoseg.raster import GDAL_ENV, BandRef, Grid, PixelWindow, RasterSource
 from geoseg.vector._styles import LayerStyle, write_styles
 
 PathLike = str | os.PathLike[str]
@@ -51,9 +51,11 @@ class ScratchRaster:
         with rasterio.Env(**GDAL_ENV):
             self._ds = rasterio.open(path, "w", **profile)
             # Unwritten blocks must read back as nodata.
-            self._ds.write(np.full((1, 1, 1), nodata, dtype=dtype), window=Window(0, 0, 1, 1).to_rasterio())
+            self._ds.write(
+                np.full((1, 1, 1), nodata, dtype=dtype), window=PixelWindow(0, 0, 1, 1).to_rasterio()
+            )
 
-    def write(self, window: Window, data: np.ndarray) -> None:
+    def write(self, window: PixelWindow, data: np.ndarray) -> None:
         self._ds.write(data.astype(self.dtype, copy=False)[None], window=window.to_rasterio())
 
     def close(self) -> RasterSource:

@@ -17,7 +17,7 @@ from geoseg.errors import (
     BadRasterError,
 )
 from geoseg.progress import Progress, report
-from geoseg.raster import RasterSource, Window
+from geoseg.raster import PixelWindow, RasterSource
 from geoseg.vector._areas import AreaModel, area_model
 from geoseg.vector._blocks import _BlockTask, _read_block, _run_ordered, _Sieve
 from geoseg.vector._classmap import (
@@ -153,7 +153,7 @@ def _first_pixel_keys(geoms_px: np.ndarray, width: int) -> np.ndarray:
 
 
 def _edge_pieces(
-    seam: np.ndarray, window: Window, internal: tuple[bool, bool, bool, bool]
+    seam: np.ndarray, window: PixelWindow, internal: tuple[bool, bool, bool, bool]
 ) -> tuple[np.ndarray | None, ...]:
     """For each internal side, the (1-based) seam piece owning each edge pixel, 0 for nodata.
 

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 import shapely
 
-from geoseg.raster import Window, iter_tiles
+from geoseg.raster import PixelWindow, iter_tiles
 
 TOP, BOTTOM, LEFT, RIGHT = 0, 1, 2, 3
 
@@ -63,7 +63,7 @@ class _Layout:
     def __len__(self) -> int:
         return self.rows * self.cols
 
-    def windows(self) -> list[Window]:
+    def windows(self) -> list[PixelWindow]:
         return [t.core for t in iter_tiles(self.shape, self.size, 0)]
 
     def internal(self, index: int) -> tuple[bool, bool, bool, bool]:

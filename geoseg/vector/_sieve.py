@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from geoseg.raster import Window
+from geoseg.raster import PixelWindow
 from geoseg.vector._blocks import _BlockTask, _read_block
 from geoseg.vector._seams import _facing, _Layout, find_root
 
@@ -95,7 +95,7 @@ def _label_pieces(task: _BlockTask, values: np.ndarray, valid: np.ndarray) -> _P
     return _Pieces(labels, np.concatenate(piece_value), size, seam)
 
 
-def _first_pixels(labels: np.ndarray, wanted: np.ndarray, window: Window, grid_width: int) -> np.ndarray:
+def _first_pixels(labels: np.ndarray, wanted: np.ndarray, window: PixelWindow, grid_width: int) -> np.ndarray:
     """Raster-order index of the first pixel of each ``wanted`` piece: the left-most pixel
     of its top row (only the few pieces the client needs, so a loop is fine)."""
     boxes = ndimage.find_objects(labels)

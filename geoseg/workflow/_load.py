@@ -24,12 +24,12 @@ Running a loaded workflow (what reruns, staging, the state file) is :mod:`._runn
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 from geoseg.cluster import DaskOptions
 from geoseg.errors import ConfigError
+from geoseg.files import sha256_file
 from geoseg.options import InFile, Options, option, suggest
 from geoseg.workflow._kind import StepModel, kinds
 from geoseg.workflow._plan import Planner
@@ -104,7 +104,7 @@ def load_workflow(path: PathLike, out_dir: PathLike | None = None) -> Workflow:
     dask = top.dask or DaskOptions()
     return Workflow(
         p.absolute(), name, top.description, out, gpkg, steps, dask.workers, dask.scheduler,
-        hashlib.sha256(p.read_bytes()).hexdigest(),
+        sha256_file(p),
     )  # fmt: skip
 
 
