@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: demo test lint typecheck install install-dev clean
+.PHONY: demo test test-fast lint typecheck install install-dev clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ typecheck: $(VENV)/.installed-dev
 
 test: $(VENV)/.installed-dev lint typecheck
 	$(VENV)/bin/pytest -q tests
+
+# day-to-day: everything but the tests marked slow (about 2 minutes on 2 cores)
+test-fast: $(VENV)/.installed-dev
+	$(VENV)/bin/pytest -q -m "not slow" tests
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

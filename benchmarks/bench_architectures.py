@@ -11,7 +11,6 @@ pooled mIoU / accuracy, the paper's per-tile F1, seconds per epoch and parameter
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import tempfile
 import time
@@ -42,7 +41,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for arch in args.archs.split(","):
-            cfg = dataclasses.replace(base, arch=arch, out=str(Path(tmp) / f"{arch}.safetensors"))
+            cfg = base.replace(arch=arch, out=str(Path(tmp) / f"{arch}.safetensors"))
             trainer = Trainer(cfg, data)
             t0 = time.perf_counter()
             result = trainer.fit()

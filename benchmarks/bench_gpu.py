@@ -1,7 +1,7 @@
 """GPU throughput: the bare model, geoseg's inference path, and the input read, side by side.
 
 Made for the device machine (torch there, not the geospatial stack): it imports only
-numpy, torch, segmentation-models-pytorch and ``geoseg.model`` / ``geoseg.inference``,
+numpy, torch, segmentation-models-pytorch and ``geoseg.inference``,
 which need no GDAL. Reading is timed only where rasterio imports. Per model and batch size:
 
 - ``bare``: the torch module on tensors already on the device (channels_last, autocast

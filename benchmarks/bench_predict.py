@@ -1,4 +1,4 @@
-"""Benchmarks of ``geoseg.pipeline.predict``: overhead, memory, scaling and backends.
+"""Benchmarks of ``geoseg.predict`` (geoseg.inference): overhead, memory, scaling and backends.
 
 Subcommands (each prints a table; ``all`` runs them in turn):
 
@@ -21,7 +21,7 @@ Run from the repository root, e.g.::
     .venv/bin/python benchmarks/bench_predict.py overhead --size 4096 --breakdown
     .venv/bin/python benchmarks/bench_predict.py memory scaling
 
-Synthetic scenes (geoseg.synthetic, no nodata border so every tile is predicted) and
+Synthetic scenes (geoseg.data.write_scene, no nodata border so every tile is predicted) and
 untrained checkpoints are cached in ``--workdir``. Memory and scaling use a light model
 ("tiny": Unet-resnet18, encoder_depth=3, decoder_channels=[32, 16, 8]) since they measure
 the pipeline, not the model; overhead and backends use the full Unet-resnet18.
@@ -312,7 +312,7 @@ def breakdown(
         ("worker imports: geoseg.inference + onnxruntime", "import geoseg.inference, onnxruntime"),
         (
             "worker imports if torch + smp are needed",
-            "import torch; from geoseg import _compat; import segmentation_models_pytorch",
+            "import torch; from geoseg.inference._compat import import_smp; import_smp()",
         ),
     ]:
         proc = subprocess.run([sys.executable, "-c", code.format(imp=imp)], capture_output=True, text=True)

@@ -1,9 +1,9 @@
 """Seams: tiled prediction against one whole-image forward pass of the same trained model.
 
-DESIGN.md's seam test, measured on a synthetic 1024 x 1024 scene (geoseg.synthetic) with a
+DESIGN.md's seam test, measured on a synthetic 1024 x 1024 scene (geoseg.data.write_scene) with a
 U-Net (resnet18) trained here for a few minutes on chips of another synthetic scene:
 
-* crop: ``geoseg.pipeline.predict`` as shipped (each tile predicted on its read window,
+* crop: ``geoseg.predict`` as shipped (each tile predicted on its read window,
   core plus ``overlap`` px of halo, and cropped to its core), tile 256, overlap 0/32/64;
 * hann: the same tiles, but each tile's class probabilities over its whole read window are
   weighted by a 2-D Hann window and the weighted sums are normalised by the summed weights
@@ -205,7 +205,7 @@ def hann_blend(
 def crop_pipeline(
     img: Path, model_path: Path, out: Path, tile: int, overlap: int, workers: int
 ) -> np.ndarray:
-    """geoseg.pipeline.predict as shipped (crop to core), read back."""
+    """geoseg.predict as shipped (crop to core), read back."""
     import rasterio
 
     from geoseg.inference import predict

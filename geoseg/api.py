@@ -1,11 +1,11 @@
-"""The use cases, as library functions: what ``geoseg predict/vectorize/change/track`` and the
-workflow steps run.
+"""The use cases as library functions: what the commands and the workflow steps run.
 
 Each function takes its inputs and outputs, an options model of its package (or the same
 options as keywords, checked by that model) and composes the packages below: the
-computation, the QGIS styles of what it writes, and its report. The CLI commands and the
-workflow steps are thin adapters over these, so a use case is assembled in one place.
-``import geoseg`` gives them as ``geoseg.predict(...)``, ``geoseg.change(...)``, ...
+computation, the QGIS styles of what it writes, and its report. ``geoseg predict``,
+``vectorize``, ``change`` and ``track`` and the workflow steps of those kinds are thin
+adapters over these, so a use case is assembled in one place. ``import geoseg`` gives them
+as ``geoseg.predict(...)``, ``geoseg.change(...)``, ...
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def change(
 
 
 def _dates_from_names(maps: Sequence[PathLike]) -> list[str] | None:
-    """Dates from file names like ``1985.tif`` or ``2015-06.tif``, when every name is one."""
+    """Return dates from file names like ``1985.tif`` or ``2015-06.tif``, when every name is one."""
     try:
         for m in maps:
             parse_date(Path(m).stem)
@@ -163,7 +163,7 @@ def _dates_from_names(maps: Sequence[PathLike]) -> list[str] | None:
 
 
 def _series(maps: PathLike | Sequence[PathLike]) -> tuple[list[str], list[str] | None, list[str] | None]:
-    """``maps`` as paths, with the dates and band names a catalog time series gives."""
+    """Return ``maps`` as paths, with the dates and band names a catalog time series gives."""
     if isinstance(maps, (str, os.PathLike)):
         maps = [maps]
     paths = [str(m) for m in maps]

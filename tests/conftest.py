@@ -10,6 +10,13 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from hypothesis import settings
+
+# Hypothesis: CI runs a derandomised profile (the same examples every run, no example
+# database), so a red build is reproducible; day to day, random examples find new cases.
+settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("GEOSEG_DATA", REPO.parent / "shared" / "data"))

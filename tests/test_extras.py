@@ -59,6 +59,7 @@ def maps(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return class_map(d / "2019.tif", before), class_map(d / "2024.tif", after)
 
 
+@pytest.mark.slow
 def test_vectorize_change_and_track_need_no_models(maps: tuple[Path, Path], tmp_path: Path) -> None:
     before, after = maps
     r = geoseg("vectorize", str(after), "--out", "lc.gpkg", "--workers", "0", cwd=tmp_path)

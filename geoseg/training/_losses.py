@@ -12,7 +12,7 @@ IGNORE = 255
 
 LOSSES = ("ce", "dice", "focal", "tversky")
 
-# Why these are not segmentation_models_pytorch.losses (0.6; tests/test_infra.py compares
+# Why these are not segmentation_models_pytorch.losses (0.6; tests/training/test_losses.py compares
 # each on the same logits, a target with ignored pixels and class weights):
 # - ce: torch's own cross_entropy. smp's SoftCrossEntropyLoss averages over every pixel,
 #   ignored ones counted as zero (ours: over valid pixels only), and takes no class weights.

@@ -69,6 +69,7 @@ def _links(html_path: Path) -> list[str]:
     return re.findall(r'(?:href|src)="([^"#]+)"', text)
 
 
+@pytest.mark.slow
 def test_demo_end_to_end(tmp_path: Path) -> None:
     import json
 
@@ -146,6 +147,7 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert p.returncode == 0 and "0 ran, 9 skipped" in p.stdout, p.stdout + p.stderr
 
 
+@pytest.mark.slow
 def test_demo_real(shared_data: Path, tmp_path: Path) -> None:
     """``--real`` maps the Amazon validation tiles; with the forest model when it is
     shipped, else (to exercise the same code path) with an untrained 3-band model."""

@@ -29,8 +29,7 @@ from geoseg.raster import (
     read_classes,
     validate_cog,
 )
-
-from .conftest import coordinate_image
+from tests.conftest import coordinate_image
 
 CLASSES = [
     ClassInfo(0, "forest", (0, 100, 0)),

@@ -90,6 +90,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory, scene: Path, tiny_model:
     return out
 
 
+@pytest.mark.slow
 def test_output_contract(reference: Path, scene: Path) -> None:
     ok, errors, _ = validate_cog(reference)
     assert ok, errors
@@ -105,6 +106,7 @@ def test_output_contract(reference: Path, scene: Path) -> None:
     assert len(np.unique(classes[valid])) >= 2
 
 
+@pytest.mark.slow
 def test_deterministic_whatever_workers_and_batches(
     tmp_path: Path, reference: Path, scene: Path, tiny_model: Path
 ) -> None:
@@ -133,6 +135,7 @@ def test_workers_0_predicts_in_this_process_with_the_same_bytes(
         distributed.get_client()
 
 
+@pytest.mark.slow
 def test_forked_workers_give_the_spawned_ones_bytes(
     tmp_path: Path, reference: Path, scene: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -154,6 +157,7 @@ def test_forked_workers_give_the_spawned_ones_bytes(
     assert out.read_bytes() == reference.read_bytes()
 
 
+@pytest.mark.slow
 def test_forked_run_refuses_bad_input_after_its_workers_started(
     tmp_path: Path, scene: Path, tiny_model: Path
 ) -> None:
@@ -188,6 +192,7 @@ def test_forked_run_refuses_bad_input_after_its_workers_started(
     assert left() == []
 
 
+@pytest.mark.slow
 def test_onnx_backend_agrees_with_torch(
     tmp_path: Path, reference: Path, scene: Path, tiny_model: Path
 ) -> None:
@@ -198,6 +203,7 @@ def test_onnx_backend_agrees_with_torch(
     assert agree > 0.999  # float rounding may flip near-ties, nothing more
 
 
+@pytest.mark.slow
 def test_tta_predicts_the_mean_of_eight_views(tmp_path: Path, scene: Path, tiny_model: Path) -> None:
     plain, tta = tmp_path / "plain.tif", tmp_path / "tta.tif"
     kw = {"tile_size": 256, "overlap": 32, "workers": 1, "backend": "torch"}
@@ -214,6 +220,7 @@ def test_tta_predicts_the_mean_of_eight_views(tmp_path: Path, scene: Path, tiny_
     assert again.read_bytes() == tta.read_bytes()
 
 
+@pytest.mark.slow
 def test_probabilities_output(tmp_path: Path, scene: Path, tiny_model: Path) -> None:
     out, probs = tmp_path / "c.tif", tmp_path / "p.tif"
     predict(
@@ -231,6 +238,7 @@ def test_probabilities_output(tmp_path: Path, scene: Path, tiny_model: Path) -> 
     assert (np.argmax(pr[:, valid], axis=0) == cl[valid])[clear].all()
 
 
+@pytest.mark.slow
 def test_mosaic_of_adjacent_scenes(tmp_path: Path, tiny_model: Path) -> None:
     left = make_scene(tmp_path / "left.tif", 300, 256, origin=(500_000, 9_000_000))
     right = make_scene(tmp_path / "right.tif", 300, 200, seed=1, origin=(502_560, 9_000_000))
@@ -260,6 +268,7 @@ def test_batched_reads_equal_tile_by_tile_reads(tmp_path: Path, scene: Path) -> 
         close_kept()
 
 
+@pytest.mark.slow
 def test_cli_predict_and_model_commands(tmp_path: Path, scene: Path) -> None:
     runner = CliRunner()
     model = tmp_path / "m.safetensors"
@@ -336,6 +345,7 @@ def test_model_init_bad_input(tmp_path: Path, args: list[str], message: str) -> 
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_predict_bad_inputs(tmp_path: Path, scene: Path, tiny_model: Path) -> None:
     three = tmp_path / "m3.safetensors"
     init_checkpoint(three, make_spec("Unet", "resnet18", 3, 2, **TINY))
@@ -399,6 +409,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_unreachable_scheduler_fails_fast(tmp_path: Path, scene: Path, tiny_model: Path) -> None:
     t = time.perf_counter()
     with pytest.raises(SchedulerError, match="cannot reach the Dask scheduler"):
@@ -443,6 +454,7 @@ def _dask_cluster(worker_envs: Sequence[dict[str, str]]) -> Iterator[str]:
             p.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_real_scheduler_and_workers_give_identical_bytes(
     tmp_path: Path, reference: Path, scene: Path, tiny_model: Path
 ) -> None:
@@ -455,6 +467,7 @@ def test_real_scheduler_and_workers_give_identical_bytes(
         assert out.read_bytes() == reference.read_bytes()
 
 
+@pytest.mark.slow
 def test_remote_workers_decide_what_auto_means(tmp_path: Path, scene: Path, tiny_model: Path) -> None:
     """``--device/--backend auto`` are resolved on the workers: here one lacks ONNX Runtime."""
     shadow = tmp_path / "no-onnxruntime" / "onnxruntime"
@@ -495,6 +508,7 @@ def test_tile_store_keeps_only_whole_tiles_of_the_same_run(tmp_path: Path) -> No
     assert TileStore(out, "run-2", resume=True).done() == set()
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_is_identical(tmp_path: Path, scene: Path, tiny_model: Path) -> None:
     full = tmp_path / "full.tif"
     predict([scene], tiny_model, full, tile_size=64, overlap=16, workers=1, batch_size=1, backend="torch")
@@ -540,6 +554,7 @@ def test_resume_after_sigkill_is_identical(tmp_path: Path, scene: Path, tiny_mod
     assert not store.exists()
 
 
+@pytest.mark.slow
 def test_write_failure_mid_run_is_an_output_error_and_leaves_no_output(
     tmp_path: Path, scene: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -581,6 +596,7 @@ def test_optimised_onnx_graph_is_kept_per_cpu_and_predicts_the_same(
     np.testing.assert_allclose(second.logits(x), torch_scores, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_zoom_predicts_on_resampled_tiles_onto_the_input_grid(
     tmp_path: Path, reference: Path, scene: Path, tiny_model: Path
 ) -> None:
@@ -617,6 +633,7 @@ def test_zoom_predicts_on_resampled_tiles_onto_the_input_grid(
     assert not (tmp_path / "o.tif").exists()
 
 
+@pytest.mark.slow
 def test_catalog_scenes_are_images_by_name(
     shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -19,7 +19,7 @@ from geoseg.raster import validate_cog
 from geoseg.vector import read_provenance, read_styles
 from geoseg.workflow import STATE_FILE, load_workflow, run_workflow
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 GEOSEG = str(Path(sys.executable).parent / "geoseg")
 
 SMALL = {
@@ -74,6 +74,7 @@ def listing(root: Path) -> list[str]:
 # ------------------------------------------------------------------------ reruns
 
 
+@pytest.mark.slow
 def test_run_twice_skips_then_force_reruns(tmp_path: Path) -> None:
     wf_file = write_workflow(tmp_path / "small.yaml", SMALL)
     out = tmp_path / "out"
@@ -99,6 +100,7 @@ def test_run_twice_skips_then_force_reruns(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_reruns_only_what_changed(tmp_path: Path) -> None:
     wf_file = write_workflow(tmp_path / "small.yaml", SMALL)
     wf = load_workflow(wf_file, tmp_path / "out")
@@ -130,6 +132,7 @@ def test_reruns_only_what_changed(tmp_path: Path) -> None:
     assert listing(tmp_path / "out") == before
 
 
+@pytest.mark.slow
 def test_removed_step_drops_its_layers(tmp_path: Path) -> None:
     out = tmp_path / "out"
     wf_file = write_workflow(tmp_path / "t.yaml", TRUTHS)
@@ -157,6 +160,7 @@ def truths_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "out"
 
 
+@pytest.mark.slow
 def test_one_geopackage_with_styles_and_provenance(truths_run: Path) -> None:
     gpkg = truths_run / "truths.gpkg"
     layers = dict(pyogrio.list_layers(gpkg))
@@ -213,6 +217,7 @@ def test_rasters_are_cogs_with_provenance(truths_run: Path) -> None:
         assert json.loads(ds.tags()["GEOSEG_PROVENANCE"])["step"] == "loss"
 
 
+@pytest.mark.slow
 def test_predicted_cog_records_model_and_input_hashes(tmp_path: Path) -> None:
     wf = load_workflow(write_workflow(tmp_path / "s.yaml", SMALL), tmp_path / "out")
     run_workflow(wf)
@@ -302,6 +307,7 @@ def test_catalog_data_absent_suggests_fetch(tmp_path: Path) -> None:
     assert listing(tmp_path) == ["empty-data"]
 
 
+@pytest.mark.slow
 def test_output_folder_that_is_a_file(tmp_path: Path) -> None:
     wf_file = write_workflow(tmp_path / "s.yaml", SMALL)
     (tmp_path / "out").write_text("not a folder")
@@ -392,6 +398,7 @@ def test_map_landcover_workflow_validates(tmp_path: Path) -> None:
     assert [s.kind for s in wf.steps] == ["synthetic", "predict", "vectorize", "report"]
 
 
+@pytest.mark.slow
 def test_track_deforestation_pucallpa(shared_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     p = cli("run", str(REPO / "workflows" / "track_deforestation.yaml"), "--out-dir", str(out), cwd=tmp_path)
@@ -446,6 +453,7 @@ def test_catalog_scene_of_single_band_files_is_stacked(shared_data: Path, tmp_pa
     assert 0.37 < (~valid).mean() < 0.39
 
 
+@pytest.mark.slow
 def test_label_set_maps_are_predicted_side_by_side(shared_data: Path, tmp_path: Path) -> None:
     """A step's maps share the cluster, as many at a time as it has worker threads: each
     equals the map of a lone ``predict()``, and one progress callback counts all tiles."""
@@ -474,6 +482,7 @@ def test_label_set_maps_are_predicted_side_by_side(shared_data: Path, tmp_path: 
             assert a.transform == b.transform and (a.read(1) == b.read(1)).all()
 
 
+@pytest.mark.slow
 def test_predict_step_without_dask_maps_the_same(tmp_path: Path) -> None:
     """``workers: 0``: the step predicts in this process, with the cluster's class map."""
     doc = json.loads(json.dumps(SMALL))

@@ -73,6 +73,7 @@ def truth_change_codes(before: np.ndarray, after: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- two dates
 
 
+@pytest.mark.slow
 def test_truth_pair_matrix_raster_and_polygons_are_exact(pair: tuple, pair_result: tuple) -> None:
     _, _, before, after, grid = pair
     res, d = pair_result
@@ -389,6 +390,7 @@ def test_first_loss_matches_the_definition(t_count: int, k: int) -> None:
 # --------------------------------------------------------------------------- real data
 
 
+@pytest.mark.slow
 def test_pucallpa_spectral_track(shared_data: Path, tmp_path: Path) -> None:
     """Forest loss 1985-2020 west of Pucallpa from the spectral baseline: the clearing front."""
     folder = shared_data / "pucallpa-landsat"

@@ -46,7 +46,7 @@ from geoseg.errors import (
 )
 from geoseg.files import sha256_file
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATASETS = ("amazon-s2-rgb", "nc-landsat7", "pucallpa-landsat", "brandenburg-s2l1c", "zion-landsat8")
 
 

@@ -14,7 +14,7 @@ from geoseg.cli import main
 from geoseg.errors import ConfigError
 from geoseg.training import EvaluateOptions, PseudoLabelConfig, TrainConfig, evaluate, load_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BASE = {"out": "m.safetensors", "dataset": "amazon-s2-rgb"}
 
 

@@ -46,6 +46,7 @@ def maps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
         return {"tiled": t.read(1), "whole": whole, "truth": tr.read(1)}
 
 
+@pytest.mark.slow
 def test_no_seam_along_tile_lines(maps: dict[str, np.ndarray]) -> None:
     lines = list(range(TILE, SIZE, TILE))
     tiled = _line_changes(maps["tiled"], lines)

@@ -127,6 +127,7 @@ def test_real_strata_block_merge_equals_whole_raster(shared_data: Path) -> None:
         assert str(frame.crs.to_epsg()) == "3358"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("connectivity", [4, 8])
 def test_synthetic_block_merge_equals_whole_raster(tmp_path: Path, connectivity: int) -> None:
     a = fragmented()
@@ -434,6 +435,7 @@ def scheduler_address() -> Iterator[str]:
                 proc.kill()
 
 
+@pytest.mark.slow
 def test_real_scheduler_gives_the_same_output(tmp_path: Path, scheduler_address: str) -> None:
     path = write(tmp_path / "f.tif", fragmented(seed=9), nodata=255)
     out = tmp_path / "dask.gpkg"
@@ -459,6 +461,7 @@ def test_local_cluster_gives_the_same_output(tmp_path: Path) -> None:
     assert list(a[2]) == list(b[2])
 
 
+@pytest.mark.slow
 def test_unreachable_scheduler_fails_fast(tmp_path: Path) -> None:
     path = write(tmp_path / "f.tif", fragmented(40, 40), nodata=255)
     start = time.monotonic()

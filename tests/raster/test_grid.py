@@ -21,6 +21,7 @@ UTM = CRS.from_epsg(32720)
     size=st.integers(1, 400),
     overlap=st.integers(0, 64),
 )
+@pytest.mark.slow
 def test_tile_cores_cover_grid_exactly_once(height: int, width: int, size: int, overlap: int) -> None:
     count = np.zeros((height, width), dtype=np.int32)
     tiles = list(iter_tiles((height, width), size, overlap))
