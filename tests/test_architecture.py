@@ -78,10 +78,25 @@ def imports(name: str) -> list[tuple[str, list[str], int]]:
     return out
 
 
+def lazy_targets(name: str) -> set[str]:
+    """The modules a package face loads on first use (its ``_LAZY`` name -> module table)."""
+    for node in ast.parse(MODULES[name].read_text()).body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(node.value, ast.Dict):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == "_LAZY" for t in targets):
+                return {v.value for v in node.value.values if isinstance(v, ast.Constant)}
+    return set()
+
+
 @functools.cache
 def edges() -> dict[str, set[str]]:
-    """Module -> the geoseg modules its import statements run (submodules taken by name too)."""
-    graph: dict[str, set[str]] = {m: set() for m in MODULES}
+    """Module -> the geoseg modules its import statements run (submodules taken by name too).
+
+    A face's lazily loaded modules count as imported by it: ``from geoseg.inference import
+    predict`` runs them. (The root package's front door is left out: it resolves names on
+    attribute access, after the packages have loaded.)
+    """
+    graph: dict[str, set[str]] = {m: set(lazy_targets(m)) for m in MODULES}
     for m in MODULES:
         for target, names, _ in imports(m):
             submodules = [f"{target}.{n}" for n in names if f"{target}.{n}" in MODULES]
