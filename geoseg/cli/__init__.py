@@ -11,12 +11,13 @@ import importlib
 import logging
 import os
 import sys
+import warnings
 from typing import Any
 
 import click
 
 from geoseg import __version__
-from geoseg.errors import GeosegError, missing_extra
+from geoseg.errors import GeosegError, GeosegWarning, missing_extra
 
 # name -> (module, short help). Modules are imported lazily.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -90,6 +91,21 @@ class LazyGroup(click.Group):
             sys.exit(130)
 
 
+def _one_line_warnings() -> None:
+    """geoseg's warnings (an input off the model's domain, a data quirk) as one line each
+    on stderr, like its errors, instead of Python's file:line report."""
+    shown = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:  # fmt: skip
+        if issubclass(category, GeosegWarning):
+            click.echo(f"geoseg: warning: {message}", err=True)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="geoseg")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug logs).")
@@ -104,6 +120,7 @@ def main(ctx: click.Context, verbose: int, debug: bool) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     for name in ("rasterio._env", "rasterio._err"):
         logging.getLogger(name).addFilter(_QuietTiffQuirk())
+    _one_line_warnings()
     # dask.distributed logs every worker start and stop at INFO; keep that for -vv. Its
     # logging is configured from dask's config when it is imported (later, lazily), in
     # this process and in the worker processes that inherit the environment.

@@ -11,6 +11,11 @@ from tqdm import tqdm
 
 from geoseg.progress import Progress
 
+# No monitor thread: tqdm's wakes every 10 s to fix stalled bars (ours update as work
+# finishes), and another thread alive in this process makes forking local Dask workers
+# unsafe (geoseg.cluster.busy_threads).
+tqdm.monitor_interval = 0
+
 
 @contextmanager
 def progress_bar(description: str, unit: str = "tile", log_every: float | None = None) -> Iterator[Progress]:

@@ -48,7 +48,7 @@ def init(arch: str, encoder: str, bands: str, classes: str, seed: int, out: Path
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(model: str, as_json: bool) -> None:
     """Show what a checkpoint holds (MODEL: a path or a catalog name)."""
-    from geoseg.inference import describe
+    from geoseg.inference import ValueDomain, describe
 
     d = describe(model)
     if as_json:
@@ -62,6 +62,17 @@ def info(model: str, as_json: bool) -> None:
         click.echo(f"  class {c['id']:>3}  {c['name']}  rgb{tuple(c['colour'])}")
     if d["zoom"] != 1:
         click.echo(f"  zoom       {d['zoom']:g} (predict resamples each tile by it for the model)")
+    dom = d["domain"]
+    if dom is None:
+        click.echo(
+            "  inputs     domain unknown (not recorded when it was trained): predict cannot check them"
+        )
+    else:
+        click.echo(f"  inputs     {ValueDomain(**dom).describe()}")
+        click.echo(
+            "             per band 1st..99th percentile: "
+            + ", ".join(f"{lo:.4g}..{hi:.4g}" for lo, hi in zip(dom["low"], dom["high"], strict=True))
+        )
     prov = d["provenance"]
     if not prov.get("trained"):
         click.echo(f"  untrained  (seed {prov.get('seed')})")
@@ -95,3 +106,21 @@ def export_onnx_cmd(model: str, out: Path) -> None:
     check_writable(out)
     export_onnx(load_checkpoint(model), out)
     click.echo(f"{out}: ONNX export of {model}")
+
+
+@command.command("record-domain")
+@click.argument("model")
+@click.option(
+    "--out", "-o", type=click.Path(path_type=Path), default=None,
+    help="Write the checkpoint with its domain here [default: in place; the weights are kept byte for byte].",
+)  # fmt: skip
+def record_domain_cmd(model: str, out: Path | None) -> None:
+    """Measure MODEL's input value domain from its training data (named in its provenance)
+    and record it in the checkpoint, so predict can check inputs against it."""
+    from geoseg.files import check_writable
+    from geoseg.training import record_domain
+
+    if out is not None:
+        check_writable(out)
+    domain = record_domain(model, out)
+    click.echo(f"{out or model}: {domain.describe()}")

@@ -15,6 +15,7 @@ from geoseg.inference._model import (
     ARCHITECTURES,
     LoadedModel,
     ModelSpec,
+    ValueDomain,
     build_model,
     canonical_arch,
     check_encoder,
@@ -26,6 +27,7 @@ from geoseg.inference._model import (
     make_spec,
     read_spec,
     resolve_model_path,
+    rewrite_spec,
     save_checkpoint,
 )
 from geoseg.inference._onnx import cpu_fingerprint, export_onnx, onnx_cache_path
@@ -80,6 +82,7 @@ __all__ = [
     "PredictSettings",
     "Predictor",
     "TileStore",
+    "ValueDomain",
     "auto_batch_size",
     "build_model",
     "canonical_arch",
@@ -108,6 +111,7 @@ __all__ = [
     "resolve_backend",
     "resolve_device",
     "resolve_model_path",
+    "rewrite_spec",
     "save_checkpoint",
     "softmax",
     "write_classmap",

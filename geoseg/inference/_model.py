@@ -40,6 +40,32 @@ ARCHITECTURES = (
 
 
 @dataclass(frozen=True)
+class ValueDomain:
+    """The input values a model was trained on, so an input on another scale is caught.
+
+    ``dtype`` is the training rasters' data type; ``low``/``high`` are robust per-band
+    percentiles (1st and 99th) of their valid pixels, in the rasters' own units;
+    ``scale``/``offset`` convert those units to physical values (``value * scale +
+    offset``, e.g. 0.0001 for Sentinel-2 reflectance x 10000) when the rasters say so;
+    ``pixel_size_m`` is the training pixels' size in metres.
+    """
+
+    dtype: str
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    pixel_size_m: float | None = None
+    scale: float | None = None
+    offset: float | None = None
+
+    def describe(self) -> str:
+        """One line: ``uint8, 1st-99th percentiles 12..240 (per band: ...), 10 m pixels``."""
+        lo, hi = min(self.low), max(self.high)
+        px = f", {self.pixel_size_m:.3g} m pixels" if self.pixel_size_m else ""
+        sc = f", value x {self.scale:g} + {self.offset or 0:g} = physical" if self.scale else ""
+        return f"{self.dtype} values, 1st-99th percentiles {lo:.4g}..{hi:.4g}{sc}{px}"
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """Everything needed to rebuild a model and feed it pixels the way it was trained."""
 
@@ -55,6 +81,9 @@ class ModelSpec:
     # (inference.zoomed): the scale the model maps best at, or the ratio of its training
     # resolution to a coarser image's. 1 = the image's own pixels.
     zoom: float = 1.0
+    # What the training inputs were (dtype, value range, pixel size); None: not recorded
+    # (checkpoints made before it was), the "domain unknown" that predict cannot check
+    domain: ValueDomain | None = None
 
     def __post_init__(self) -> None:
         n = len(self.bands)
@@ -67,6 +96,8 @@ class ModelSpec:
         if any(s <= 0 for s in self.std):
             raise ModelError("normalisation std must be positive")
         check_zoom(self.zoom)
+        if self.domain is not None and not len(self.domain.low) == len(self.domain.high) == n:
+            raise ModelError(f"value domain has {len(self.domain.low)} bands for {n} bands")
         if len(self.classes) < 2:
             raise ModelError("a segmentation model needs at least 2 classes")
         ids = [c.id for c in self.classes]
@@ -97,6 +128,9 @@ class ModelSpec:
             d[key] = tuple(d[key])
         if "zoom" in d:  # absent from checkpoints made before zoom existed: 1
             d["zoom"] = float(d["zoom"])
+        dom = d.get("domain")  # absent from checkpoints made before it existed: unknown
+        if dom is not None:
+            d["domain"] = ValueDomain(**{**dom, "low": tuple(dom["low"]), "high": tuple(dom["high"])})
         return cls(**d)
 
 
@@ -235,6 +269,27 @@ def save_checkpoint(path: str | os.PathLike[str], spec: ModelSpec, model: Any, h
     return Path(path)
 
 
+def rewrite_spec(
+    path: str | os.PathLike[str], spec: ModelSpec, out: str | os.PathLike[str] | None = None
+) -> Path:
+    """Write ``path``'s weights, byte for byte, with ``spec`` as their spec into ``out``
+    (default: ``path`` itself, atomically): e.g. a value domain recorded after training."""
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    from geoseg.files import atomic_output
+
+    read_spec(path)  # a geoseg checkpoint
+    with safe_open(str(path), framework="np") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118  (safe_open is not a mapping)
+        meta = dict(f.metadata() or {})
+    meta["spec"] = spec.to_json()
+    target = Path(out) if out is not None else Path(path)
+    with atomic_output(target) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+    return target
+
+
 @dataclass
 class LoadedModel:
     spec: ModelSpec
@@ -334,5 +389,6 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
         "parameters": n_params,
         "kwargs": spec.kwargs,
         "zoom": spec.zoom,
+        "domain": asdict(spec.domain) if spec.domain is not None else None,
         "provenance": spec.provenance,
     }

@@ -52,6 +52,13 @@ class PredictSettings(Options):
         le=MAX_ZOOM,
     )
 
+    input_scale: float | None = option(
+        None,
+        "Multiply the input's values by this before the model, when the image is on another scale than "
+        "the model's training data (e.g. 0.0255: reflectance x 10000 into a model of 8-bit imagery).",
+        gt=0,
+    )
+
     @field_validator("overlap")
     @classmethod
     def _inside_the_tile(cls, v: int, info: ValidationInfo) -> int:

@@ -46,6 +46,7 @@ from geoseg.inference._cluster import (
     resolve_on_workers,
     warm_workers,
 )
+from geoseg.inference._domain import check_inputs
 from geoseg.inference._options import PredictOptions, PredictResult
 from geoseg.inference._store import TileStore
 from geoseg.inference._tasks import _model_record
@@ -197,6 +198,11 @@ def _plan_and_run(
                 f"{model_path.name} expects {len(spec.bands)} bands ({', '.join(spec.bands)}) but "
                 f"{_label(images)} has {source.count} ({', '.join(source.band_names)}); select bands with --bands"
             )
+        # the input's values and pixel size against what the model was trained on: an input
+        # on another scale is refused here, before a plausible-looking wrong map is made
+        domain_warnings = check_inputs(
+            source, spec, model_path.name, _label(images), opts.zoom or 1.0, opts.input_scale
+        )
         out_path = check_writable(out, images)
         prob_path = check_writable(probabilities, images) if probabilities else None
         if prob_path is not None and prob_path.resolve() == out_path.resolve():
@@ -225,25 +231,28 @@ def _plan_and_run(
             bool(prob_path),
             opts.tta,
             opts.zoom,
+            opts.input_scale,
         )
         store = TileStore(out_path, token, resume)
         done = store.done() & {t.key for t in tiles}
         todo = [t for t in tiles if t.key not in done]
 
+        params: dict[str, Any] = {
+            "tile_size": opts.tile_size,
+            "overlap": opts.overlap,
+            "backend": be,
+            "tta": opts.tta,
+            "zoom": opts.zoom,
+        }
+        if opts.input_scale is not None:
+            params["input_scale"] = opts.input_scale
         tags = {
             "GEOSEG_VERSION": __version__,
             "GEOSEG_MODEL": model_path.name,
             "GEOSEG_MODEL_SHA256": file_sha256(model_path),
             "GEOSEG_INPUTS": json.dumps([str(Path(p)) for p in images]),
-            "GEOSEG_PARAMS": json.dumps(
-                {
-                    "tile_size": opts.tile_size,
-                    "overlap": opts.overlap,
-                    "backend": be,
-                    "tta": opts.tta,
-                    "zoom": opts.zoom,
-                }
-            ),
+            "GEOSEG_PARAMS": json.dumps(params),
+            **({"GEOSEG_WARNINGS": json.dumps(domain_warnings)} if domain_warnings else {}),
             **extra_tags,
         }
         by_key = {t.key: t for t in tiles}
@@ -257,7 +266,10 @@ def _plan_and_run(
                 writer.write(by_key[key], classes, probs)
             if starting is not None:
                 client = starting.client()
-            task_args = (str(model_path), dev, be, opts.threads, prob_path is not None, opts.tta, opts.zoom)
+            task_args = (
+                str(model_path), dev, be, opts.threads, prob_path is not None, opts.tta, opts.zoom,
+                opts.input_scale,
+            )  # fmt: skip
             try:
                 # one lane per worker thread: each walks down its own strip of batches
                 lanes = max(1, sum(client.nthreads().values())) if client is not None else 1

@@ -23,19 +23,28 @@ STRIDE = 32
 
 
 def normalise(
-    pixels: np.ndarray, valid: np.ndarray, spec: ModelSpec, out: np.ndarray | None = None
+    pixels: np.ndarray,
+    valid: np.ndarray,
+    spec: ModelSpec,
+    out: np.ndarray | None = None,
+    scale: float | None = None,
 ) -> np.ndarray:
     """``(bands, h, w)`` raw pixels -> float32 ``(x - mean) / std``; invalid pixels 0 (the mean).
 
     ``out`` (float32, same shape) receives the result, e.g. a slot of a preallocated batch:
     normalising in place saves two full-size temporaries per tile and the batch copy.
+    ``scale`` first multiplies the pixels (an input on another scale than the model's).
     """
     mean = np.asarray(spec.mean, dtype=np.float32)[:, None, None]
     std = np.asarray(spec.std, dtype=np.float32)[:, None, None]
     if out is None:
         out = np.empty(pixels.shape, dtype=np.float32)
     # the same float32 arithmetic as (pixels.astype(float32) - mean) / std, bit for bit
-    np.subtract(pixels, mean, out=out, dtype=np.float32)
+    if scale is not None:
+        np.multiply(pixels, np.float32(scale), out=out, dtype=np.float32)
+        np.subtract(out, mean, out=out)
+    else:
+        np.subtract(pixels, mean, out=out, dtype=np.float32)
     np.divide(out, std, out=out)
     out[:, ~valid] = 0.0
     return out

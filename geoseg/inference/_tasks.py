@@ -128,6 +128,7 @@ def predict_tiles(
     with_probabilities: bool = False,
     tta: bool = False,
     zoom: float = 1.0,
+    input_scale: float | None = None,
 ) -> list[tuple[str, np.ndarray | None, np.ndarray | None]]:
     """Read, normalise and predict a batch of tiles -> ``(key, core classes, core probs)``.
 
@@ -135,7 +136,9 @@ def predict_tiles(
     model. Invalid pixels come out as nodata (255).
     """
     reads = read_tiles(source, tiles)
-    return predict_reads(reads, tiles, model_path, device, backend, threads, with_probabilities, tta, zoom)
+    return predict_reads(
+        reads, tiles, model_path, device, backend, threads, with_probabilities, tta, zoom, input_scale
+    )
 
 
 def predict_reads(
@@ -148,6 +151,7 @@ def predict_reads(
     with_probabilities: bool = False,
     tta: bool = False,
     zoom: float = 1.0,
+    input_scale: float | None = None,
 ) -> list[tuple[str, np.ndarray | None, np.ndarray | None]]:
     """``predict_tiles`` on pixels already read: ``reads[k]`` is tile k's ``(pixels, valid)``."""
     from geoseg.inference._predictor import normalise, softmax
@@ -166,7 +170,7 @@ def predict_reads(
     # Normalised straight into the batch: no per-tile temporaries, no stacking copy.
     batch = np.empty((len(todo), *todo[0][1].shape), dtype=np.float32)
     for k, (_, pixels, valid) in enumerate(todo):
-        normalise(pixels, valid, spec, out=batch[k])
+        normalise(pixels, valid, spec, out=batch[k], scale=input_scale)
     logits = predictor.logits(batch, tta, zoom)
     for k, (tile, _, valid) in enumerate(todo):
         core = tile.core_in_read.slices()

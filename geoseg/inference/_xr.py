@@ -104,6 +104,7 @@ def _predict_batch(
     threads: int,
     tta: bool = False,
     zoom: float = 1.0,
+    input_scale: float | None = None,
 ) -> list[np.ndarray]:
     """One task: the class codes of each tile's core (255 for all-nodata tiles).
 
@@ -122,6 +123,7 @@ def _predict_batch(
         threads,
         tta=tta,
         zoom=zoom,
+        input_scale=input_scale,
     )
     return [
         np.full(tile.core.shape, CLASS_NODATA, np.uint8) if classes is None else classes
@@ -301,6 +303,7 @@ def predict_xr(
             opts.threads,
             opts.tta,
             opts.zoom,
+            opts.input_scale,
             dask_key_name=f"predict_xr-{token}-{i}",
         )
         for k, tile in enumerate(batch):

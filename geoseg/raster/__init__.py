@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from geoseg.raster._cog import validate_cog
 from geoseg.raster._grid import MAX_TILE, Grid, PixelWindow, Tile, batch_tiles, crs_equal, iter_tiles
-from geoseg.raster._mosaic import open_region
+from geoseg.raster._mosaic import Mosaic, open_region
 from geoseg.raster._read import (
     GDAL_ENV,
     KEPT_PER_THREAD,
@@ -24,6 +24,7 @@ __all__ = [
     "MAX_TILE",
     "BandRef",
     "Grid",
+    "Mosaic",
     "PixelWindow",
     "RasterSource",
     "RasterWriter",

@@ -192,6 +192,20 @@ class Grid:
                 f"{what} are not on the same grid: {self.describe()} vs {other.describe()}"
             )
 
+    @property
+    def pixel_size_m(self) -> float | None:
+        """The pixel's width in metres (at the grid's centre for a geographic CRS); None
+        without a CRS. Used to compare a scene's resolution with a model's."""
+        if self.crs is None:
+            return None
+        width = abs(self.transform.a)
+        if self.crs.is_geographic:  # degrees of longitude, shrinking with latitude
+            _, bottom, _, top = self.bounds
+            lat = math.radians((bottom + top) / 2)
+            return width * 111_320.0 * math.cos(lat)
+        factor = self.crs.linear_units_factor[1] if self.crs.linear_units_factor else 1.0
+        return width * factor
+
     def describe(self) -> str:
         crs = self.crs.to_string() if self.crs else "no CRS"
         return f"{self.width}x{self.height} px, {crs}, origin {self.transform.c:.6g},{self.transform.f:.6g}, pixel {self.res[0]:.6g}"

@@ -12,6 +12,7 @@ from geoseg.training._data import (
     rasterise_polygons,
     read_mask,
 )
+from geoseg.training._domain import record_domain
 from geoseg.training._evaluate import EvaluateOptions, evaluate
 from geoseg.training._metrics import PaperMetric, Scores, confusion
 from geoseg.training._pseudo import PseudoLabelConfig, pseudo_samples
@@ -37,5 +38,6 @@ __all__ = [
     "pseudo_samples",
     "rasterise_polygons",
     "read_mask",
+    "record_domain",
     "train",
 ]

@@ -6,7 +6,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -16,9 +16,12 @@ from geoseg.errors import (
     ConfigError,
     DataQuirkWarning,
 )
-from geoseg.raster import open_raster
+from geoseg.raster import RasterSource, open_raster
 from geoseg.training._config import TrainConfig
 from geoseg.training._pseudo import pseudo_samples
+
+if TYPE_CHECKING:
+    from geoseg.inference import ValueDomain
 from geoseg.training._samples import Dataset, Sample
 
 IGNORE = 255
@@ -84,7 +87,8 @@ def load_labelset(name: str, cfg: TrainConfig) -> Dataset:
                 samples.append(Sample(pixels.astype(np.float32), valid, labels, Path(image).name))
         train, val = loaded[cfg.split_train], loaded[cfg.split_val]
         first = entry.pairs(cfg.split_train)[0][0]
-        bands = list(open_raster(first, band_names=band_names, bands=cfg.bands, require_crs=False).band_names)
+        first_src = open_raster(first, band_names=band_names, bands=cfg.bands, require_crs=False)
+        bands = list(first_src.band_names)
         prov: dict[str, Any] = {"dataset": name, "train_split": cfg.split_train, "val_split": cfg.split_val,
                                 "train_images": len(train), "val_images": len(val)}  # fmt: skip
         if cfg.pseudo_labels is not None:
@@ -94,7 +98,7 @@ def load_labelset(name: str, cfg: TrainConfig) -> Dataset:
                 pl, entry.images(pl.split), labelled, len(classes), band_names, cfg.bands
             )
             train = train + extra
-        return Dataset(train, val, classes, bands, prov)
+        return Dataset(train, val, classes, bands, prov, *_domain_of(first_src))
     # a scene with a dense label raster or label polygons
     scene = load_catalog().get(entry.image, SceneEntry) if entry.image else None
     if scene is None:
@@ -120,7 +124,18 @@ def load_labelset(name: str, cfg: TrainConfig) -> Dataset:
     labels[~valid] = IGNORE
     train, val = holdout_split(pixels.astype(np.float32), valid, labels, cfg.holdout, scene.name)
     prov = {"dataset": name, "scene": scene.name, "holdout": cfg.holdout}
-    return Dataset(train, val, classes, list(src.band_names), prov)
+    return Dataset(train, val, classes, list(src.band_names), prov, *_domain_of(src))
+
+
+def _domain_of(src: RasterSource) -> tuple[str, float | None, float | None, float | None]:
+    """What a training raster's values are: dtype, pixel size (m), declared scale and offset."""
+    import rasterio
+
+    with rasterio.open(src.bands[0].path) as ds:
+        i = src.bands[0].index - 1
+        scale, offset = float(ds.scales[i]), float(ds.offsets[i])
+    declared = scale != 1.0 or offset != 0.0
+    return src.dtype, src.grid.pixel_size_m, scale if declared else None, offset if declared else None
 
 
 def rasterise_polygons(
@@ -175,7 +190,7 @@ def holdout_split(
 
 def load_synthetic(params: dict[str, Any]) -> Dataset:
     """A synthetic scene with its truth; the bottom-right quarter validates."""
-    from geoseg.data import BAND_NAMES, CLASSES, SceneSpec, class_map, scene_bands
+    from geoseg.data import BAND_NAMES, CLASSES, SCALE, SceneSpec, class_map, scene_bands
 
     spec = SceneSpec(**params)
     labels = class_map(spec)
@@ -183,7 +198,35 @@ def load_synthetic(params: dict[str, Any]) -> Dataset:
     valid = labels != IGNORE
     train, val = holdout_split(pixels, valid, labels, "bottom-right", "synthetic")
     bands = list(BAND_NAMES[: spec.bands])
-    return Dataset(train, val, list(CLASSES), bands, {"dataset": "synthetic", "scene": params})
+    # uint16 reflectance x 10000, as Sentinel-2 L2A (geoseg.data's SCALE)
+    return Dataset(train, val, list(CLASSES), bands, {"dataset": "synthetic", "scene": params},
+                   "uint16", spec.pixel_size, 1.0 / SCALE, 0.0)  # fmt: skip
+
+
+def value_range(samples: Sequence[Sample], max_pixels: int = 2_000_000) -> tuple[list[float], list[float]]:
+    """Per-band 1st and 99th percentiles of the training samples' valid pixels: the range
+    a model saw (robust to a few saturated or dead pixels). At most ``max_pixels`` pixels,
+    taken evenly from every sample, so a large label set costs a fraction of a second."""
+    per = max(1, max_pixels // max(len(samples), 1))
+    parts = []
+    for smp in samples:
+        px = smp.image[:, smp.valid]
+        step = max(1, px.shape[1] // per)
+        parts.append(px[:, ::step])
+    pixels = np.concatenate(parts, axis=1)
+    if pixels.shape[1] == 0:
+        raise ConfigError("the training data has no valid pixels")
+    low, high = np.percentile(pixels, [1, 99], axis=1)
+    return [float(v) for v in low], [float(v) for v in high]
+
+
+def dataset_domain(data: Dataset) -> ValueDomain:
+    """The value domain a model trained on ``data`` records: its rasters' data type, the
+    1st-99th percentiles of the training pixels per band, pixel size, scale and offset."""
+    from geoseg.inference import ValueDomain
+
+    low, high = value_range(data.train)
+    return ValueDomain(data.dtype, tuple(low), tuple(high), data.pixel_size_m, data.scale, data.offset)
 
 
 def band_statistics(samples: Sequence[Sample]) -> tuple[list[float], list[float]]:

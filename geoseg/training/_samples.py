@@ -28,3 +28,10 @@ class Dataset:
     classes: list[ClassInfo]
     bands: list[str]
     provenance: dict[str, Any]
+    #: what the images were before they became float32 samples: their data type, their
+    #: pixel size in metres and the scale/offset to physical values they declare (the
+    #: checkpoint records them as its value domain)
+    dtype: str = "float32"
+    pixel_size_m: float | None = None
+    scale: float | None = None
+    offset: float | None = None

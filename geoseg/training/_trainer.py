@@ -35,6 +35,7 @@ from geoseg.training._data import (
     Dataset,
     Sample,
     band_statistics,
+    dataset_domain,
     load_labelset,
     load_synthetic,
 )
@@ -56,7 +57,7 @@ class Trainer:
 
         spec = make_spec(self.cfg.arch, self.cfg.encoder, self.data.bands, self.data.classes,
                          self.mean, self.std, **self.cfg.model_kwargs)  # fmt: skip
-        spec = replace(spec, zoom=self.cfg.zoom)
+        spec = replace(spec, zoom=self.cfg.zoom, domain=dataset_domain(self.data))
         model = build_model(spec)
         check_runs(model, spec)
         return spec, model

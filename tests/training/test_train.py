@@ -147,6 +147,13 @@ def test_loop_reduces_loss_on_real_chips_and_checkpoint_carries_provenance(
     assert spec.provenance["data"]["dataset"] == "amazon-s2-rgb"
     assert 0 < spec.mean[0] < 255 and spec.std[0] > 1  # statistics of the training pixels
     assert "paper" in spec.provenance["metrics"]
+    # the value domain predict checks inputs against: 8-bit values, about 10 m pixels
+    assert spec.domain is not None and spec.domain.dtype == "uint8"
+    assert spec.domain.pixel_size_m is not None and 9 < spec.domain.pixel_size_m < 11
+    assert all(
+        0 <= lo < m < hi <= 255
+        for lo, m, hi in zip(spec.domain.low, spec.mean, spec.domain.high, strict=True)
+    )
 
 
 @pytest.mark.slow
