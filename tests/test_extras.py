@@ -73,10 +73,14 @@ def test_vectorize_change_and_track_need_no_models(maps: tuple[Path, Path], tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.gpkg", "c.tif", "lc.gpkg", "t.gpkg"]
 
 
-def test_predict_without_the_extra_is_one_line(maps: tuple[Path, Path], tmp_path: Path) -> None:
+def test_predict_without_the_extra_is_one_line(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    from geoseg.data import SceneSpec, write_scene
+
+    scene = write_scene(SceneSpec(128, 128, seed=1), tmp_path_factory.mktemp("scene") / "s.tif")
     model = Path(__file__).resolve().parents[1] / "geoseg" / "models" / "demo-synthetic.safetensors"
-    r = geoseg("predict", str(maps[0]), "--model", str(model), "--out", "o.tif", "--workers", "0",
-               "--bands", "1,1,1,1", cwd=tmp_path)  # fmt: skip
+    r = geoseg("predict", str(scene), "--model", str(model), "--out", "o.tif", "--workers", "0", cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "install it with `pip install 'geoseg[predict]'`" in lines[0], r.stderr

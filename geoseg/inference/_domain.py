@@ -88,11 +88,15 @@ def check_inputs(
         ratio = top_in / top_model if top_model > 0 else 1.0
         other_scale = not 1 / SCALE_FACTOR <= ratio <= SCALE_FACTOR
         if other_scale and input_scale is None and source.dtype != dom.dtype:
+            fix = (
+                f"rescale it to the model's values with an input_scale of about {1 / ratio:.3g} "
+                f"(--input-scale {1 / ratio:.3g}; 0.0255 takes reflectance x 10000 to 8-bit values)"
+                if ratio > 0
+                else "every sampled value is 0: check that this is imagery, not a mask or a class map"
+            )
             raise ModelError(
                 f"{label}: {source.dtype} values up to {top_in:.4g}, but {model} was trained on "
-                f"{dom.dtype} values up to {top_model:.4g} ({dom.describe()}); rescale it to the model's "
-                f"values with an input_scale of about {1 / ratio:.3g} (--input-scale {1 / ratio:.3g}; "
-                "0.0255 takes reflectance x 10000 to 8-bit values)"
+                f"{dom.dtype} values up to {top_model:.4g} ({dom.describe()}); {fix}"
             )
         for b, name in enumerate(spec.bands):
             lo, hi = dom.low[b], dom.high[b]
