@@ -448,6 +448,7 @@ def _write_stac(wf: Workflow, state: State) -> None:
 
     prods: list[Product] = []
     ids: dict[str, str] = {}  # absolute path -> item id
+    models = _model_products(wf, state)  # sha256 -> the model's Product
     for step in wf.steps:
         rec = state.steps.get(step.name)
         if rec is None:
@@ -474,6 +475,10 @@ def _write_stac(wf: Workflow, state: State) -> None:
                                      sha256=d.get("sha256")))  # fmt: skip
     for p in prods:
         p.derived_from = sorted({ids[i["path"]] for i in p.provenance.get("inputs", []) if i["path"] in ids})
+        model = models.get(str((p.provenance.get("model") or {}).get("sha256")))
+        if model is not None:
+            p.derived_from.append(model.item_id)
+    prods.extend(models.values())
     if wf.gpkg.exists():
         import pyogrio
 
@@ -505,3 +510,35 @@ def _write_stac(wf: Workflow, state: State) -> None:
         title=wf.name, provenance={"workflow_file": str(wf.path), "workflow_sha256": wf.sha256,
                                    "geoseg_version": __version__},
     )  # fmt: skip
+
+
+def _model_products(wf: Workflow, state: State) -> dict[str, Any]:
+    """One MLM Item per checkpoint the workflow's steps used (``provenance.model``) or
+    trained (outputs of kind ``model``), by sha256; ids ``model-<name>``."""
+    from geoseg.products import Product
+
+    found: dict[str, tuple[Path, str]] = {}  # sha256 -> (path, name)
+    for step in wf.steps:
+        rec = state.steps.get(step.name)
+        if rec is None:
+            continue
+        for name, items in rec.outputs.items():
+            if kind_of(step.kind).output_kinds.get(name) == "model":
+                for d in items:
+                    path = wf.out_dir / d["path"]
+                    if path.is_file() and d.get("sha256"):
+                        found.setdefault(d["sha256"], (path, path.stem))
+        model = rec.provenance.get("model")
+        if model and model.get("sha256") and Path(model["path"]).is_file():
+            found.setdefault(
+                model["sha256"], (Path(model["path"]), str(model.get("name") or Path(model["path"]).stem))
+            )
+    out: dict[str, Any] = {}
+    taken: set[str] = set()
+    for sha, (path, name) in found.items():
+        item_id = slug(f"model-{name}")
+        if item_id in taken:  # two checkpoints of one name (retrained): tell them apart
+            item_id = slug(f"model-{name}-{sha[:8]}")
+        taken.add(item_id)
+        out[sha] = Product(path, item_id, f"model {name}", "model", {"name": name}, sha256=sha)
+    return out
