@@ -178,17 +178,25 @@ def compare_formats(args: argparse.Namespace, raster: Path, pixel_area: float, o
     formats = [f.strip().lstrip(".") for f in args.formats.split(",") if f.strip()]
     if "gpkg" not in formats:
         formats.insert(0, "gpkg")  # the reference
-    runs: list[tuple[str, Run, Path]] = []
-    for fmt in formats:
-        out = outputs / f"landcover.{fmt}"
-        argv = [str(BIN / "geoseg"), "vectorize", str(raster), "--out", str(out),
-                "--workers", str(args.workers), "--block-size", "2048"]  # fmt: skip
-        runs.append((fmt, measure(f"geoseg vectorize -> .{fmt}", argv, outputs / f"{fmt}.log"), out))
+    # Rounds alternate the formats and each keeps its best time: on a shared machine
+    # other jobs' load comes and goes within minutes (the peak memory is the largest seen).
+    best: dict[str, Run] = {}
+    for _ in range(args.repeat):
+        for fmt in formats:
+            out = outputs / f"landcover.{fmt}"
+            argv = [str(BIN / "geoseg"), "vectorize", str(raster), "--out", str(out),
+                    "--workers", str(args.workers), "--block-size", "2048"]  # fmt: skip
+            run = measure(f"geoseg vectorize -> .{fmt}", argv, outputs / f"{fmt}.log")
+            if fmt in best:
+                run.peak_tree = max(run.peak_tree, best[fmt].peak_tree)
+                run.seconds = min(run.seconds, best[fmt].seconds)
+            best[fmt] = run
+    runs = [(fmt, best[fmt], outputs / f"landcover.{fmt}") for fmt in formats]
     reference = None if args.no_compare else polygon_set(outputs / "landcover.gpkg", pixel_area)
     gpkg_seconds = runs[0][1].seconds
     gpkg_bytes = file_bytes(runs[0][2])
     print(f"\n{args.size} x {args.size} class map ({raster}), {psutil.cpu_count()} CPUs, "
-          f"{args.workers} workers, block 2048")  # fmt: skip
+          f"{args.workers} workers, block 2048, best of {args.repeat}")  # fmt: skip
     header = (
         f"{'format':<9} {'time s':>7} {'x gpkg':>7} {'size MB':>8} {'x gpkg':>7} {'peak PSS tree':>14} "
         f"{'features':>9}  same polygons"
@@ -210,6 +218,8 @@ def compare_formats(args: argparse.Namespace, raster: Path, pixel_area: float, o
                 if found is None
                 else ("yes" if found == reference else f"NO ({len(found)} vs {len(reference or [])})")
             )
+            if fmt == "gpkg" and found is not None:
+                same = "reference"
         print(
             f".{fmt:<8} {run.seconds:>7.2f} {run.seconds / gpkg_seconds:>7.2f} {size / 1e6:>8.1f} "
             f"{size / gpkg_bytes:>7.2f} {run.peak_tree / 2**20:>11.0f} MiB {features:>9,}  {same}"
@@ -230,6 +240,7 @@ def main() -> None:
     parser.add_argument(
         "--formats", default="", help="compare output formats instead, e.g. gpkg,parquet,fgb,pmtiles,geojson"
     )
+    parser.add_argument("--repeat", type=int, default=3, help="--formats: rounds, best time kept [3]")
     args = parser.parse_args()
 
     args.workdir.mkdir(parents=True, exist_ok=True)

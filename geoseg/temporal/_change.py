@@ -324,7 +324,7 @@ def detect_change(
     selected = [False] * (n * n)
     for i, j in chosen:
         selected[enc.code(i, j)] = True
-    out_path, raster_path, report_path = check_outputs(out, raster, report_dir, inputs)
+    out_path, raster_path, report_path = check_outputs(out, raster, report_dir, inputs, maps.grid)
     windows = block_windows(maps.grid, block_size)
     area = area_model(maps.grid)
     want_polygons = out_path is not None

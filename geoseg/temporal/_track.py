@@ -310,7 +310,7 @@ def track_loss(
     forest_idx = resolve_classes(wanted, aligned.classes, "forest class", str(maps[0]))
     if not wanted:
         raise ConfigError("no forest class given; name it with --forest")
-    out_path, loss_path, report_path = check_outputs(out, loss_year, report_dir, maps)
+    out_path, loss_path, report_path = check_outputs(out, loss_year, report_dir, maps, aligned.grid)
     years = [d.year for d in parsed]
     if max(years) >= LOSS_NODATA:
         raise ConfigError("dates beyond year 65534 cannot be written to a uint16 loss-year raster")

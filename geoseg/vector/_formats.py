@@ -96,14 +96,22 @@ def partial(path: Path) -> Path:
     return path.with_name(f".{path.stem}.partial{path.suffix}")
 
 
-def pmtiles_zooms(grid: Grid) -> tuple[int, int]:
+def pmtiles_zooms(grid: Grid, out: str | os.PathLike[str] = "PMTiles") -> tuple[int, int]:
     """(min, max) zoom of a PMTiles pyramid for polygons of a raster on ``grid``.
 
     Max: the first zoom whose display pixel (a 256-px tile) is no coarser than the
     raster's pixel, measured in Web Mercator metres at the centre of the grid (so the
     latitude's scale is included). Min: the zoom at which the grid spans about one tile.
+    ``out`` names the output in errors (a raster without a CRS cannot be placed on tiles).
     """
     from pyproj import Transformer
+
+    if grid.crs is None:
+        raise OutputError(
+            "cannot be tiled: the raster has no CRS, so its polygons have no place on a web map; "
+            "write .gpkg, .parquet or .fgb instead",
+            out,
+        )
 
     h, w = grid.shape
     t = grid.transform
@@ -113,14 +121,13 @@ def pmtiles_zooms(grid: Grid) -> tuple[int, int]:
     rows = [r, r, r + 1, 0, 0, h, h]
     xs = [t.c + t.a * x + t.b * y for x, y in zip(cols, rows, strict=True)]
     ys = [t.f + t.d * x + t.e * y for x, y in zip(cols, rows, strict=True)]
-    if grid.crs is not None:
-        to_3857 = Transformer.from_crs(grid.crs, "EPSG:3857", always_xy=True)
-        xs, ys = (list(v) for v in to_3857.transform(xs, ys))
+    to_3857 = Transformer.from_crs(grid.crs, "EPSG:3857", always_xy=True)
+    xs, ys = (list(v) for v in to_3857.transform(xs, ys))
     pixel = min(math.hypot(xs[1] - xs[0], ys[1] - ys[0]), math.hypot(xs[2] - xs[0], ys[2] - ys[0]))
     span = max(max(xs[3:]) - min(xs[3:]), max(ys[3:]) - min(ys[3:]))
     world = 2 * WEB_MERCATOR_HALF
     if not (math.isfinite(pixel) and pixel > 0 and math.isfinite(span) and span > 0):
-        raise OutputError("cannot be tiled: the raster's grid has no extent in Web Mercator", "PMTiles")
+        raise OutputError("cannot be tiled: the raster's grid has no extent in Web Mercator", out)
     max_zoom = min(MAX_ZOOM, max(0, math.ceil(math.log2(world / 256 / pixel) - 1e-9)))
     min_zoom = min(max_zoom, max(0, math.floor(math.log2(world / span))))
     return min_zoom, max_zoom

@@ -242,7 +242,7 @@ class LayerFiles:
         self.out = out
         self.crs = crs_wkt
         self.driver = output_driver(out)
-        self.zooms = pmtiles_zooms(grid) if self.driver == "PMTiles" else None
+        self.zooms = pmtiles_zooms(grid, out) if self.driver == "PMTiles" else None
         self.counts: dict[str, int] = {}
         self.files: dict[str, Path] = {}
         self.styles: list[LayerStyle] = []
@@ -330,10 +330,17 @@ def _check_raster_out(
 
 
 def check_outputs(
-    out: PathLike | None, raster: PathLike | None, report_dir: PathLike | None, inputs: Sequence[PathLike]
+    out: PathLike | None,
+    raster: PathLike | None,
+    report_dir: PathLike | None,
+    inputs: Sequence[PathLike],
+    grid: Grid | None = None,
 ) -> tuple[Path | None, Path | None, Path | None]:
-    """Fail before any work when an output cannot be written (or is an input)."""
+    """Fail before any work when an output cannot be written (or is an input); with the
+    maps' ``grid``, also when a PMTiles output cannot be tiled (a raster without a CRS)."""
     out_path = _check_vector_out(out, inputs) if out is not None else None
+    if out_path is not None and grid is not None and output_driver(out_path) == "PMTiles":
+        pmtiles_zooms(grid, out_path)
     raster_path = _check_raster_out(raster, inputs, [out_path] if out_path else [])
     return out_path, raster_path, _check_report_dir(report_dir)
 

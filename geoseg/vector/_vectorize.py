@@ -235,6 +235,7 @@ def vectorize(
         raise ConfigError("layer name must not be empty")
     src = open_class_map(classmap)
     check_writable(out_path, [str(classmap)])
+    zooms = pmtiles_zooms(src.grid, out_path) if driver == "PMTiles" else None
     names, strict, table = _class_names(str(classmap), opts.classes if opts.classes else class_table)
     from geoseg import __version__
 
@@ -254,7 +255,6 @@ def vectorize(
     if scheduler is None and workers is None and len(_Layout(src.grid.shape, block_size)) == 1:
         workers = 0  # one block: nothing to parallelise, and starting a cluster costs seconds
     with dask_client(workers, scheduler) as client:
-        zooms = pmtiles_zooms(src.grid) if driver == "PMTiles" else None
         writer = _LayerWriter(out_path, layer, driver, crs, geometry_type, names, metadata, zooms)
         try:
             for batch in polygonize_batches(

@@ -208,3 +208,12 @@ def test_a_failure_while_streaming_leaves_nothing(
     with pytest.raises(ValueError, match=r"t\.csv: does not match"):
         vectorize(path, out, block_size=32, workers=0, classes=table)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.tif", "t.csv"]  # no partial file, no scratch
+
+
+def test_a_raster_without_crs_is_refused_before_any_tiling(tmp_path: Path) -> None:
+    path = write(tmp_path / "nocrs.tif", fragmented(40, 40, seed=3), crs=None, nodata=255)  # type: ignore[arg-type]
+    r = CliRunner().invoke(main, ["vectorize", str(path), "--out", str(tmp_path / "o.pmtiles"), "--workers", "0"])
+    assert r.exit_code == 2
+    (line,) = r.stderr.strip().splitlines()
+    assert "nocrs.tif: has no CRS; assign one first" in line  # found when the map is opened
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nocrs.tif"]
