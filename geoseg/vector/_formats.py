@@ -342,7 +342,8 @@ class LayerFile:
                 with contextlib.suppress(Exception):  # closing a half-written file after a failure
                     closeable.close()
         self._writer = self._sink = None
-        for p in (self.tmp, self.scratch):
+        # GDAL's PMTiles writer tiles through an MBTiles file beside its output
+        for p in (self.tmp, self.scratch, self.tmp.with_name(self.tmp.name + ".tmp.mbtiles")):
             if p.is_dir():  # GDAL makes a folder of a FlatGeobuf path without a suffix
                 shutil.rmtree(p, ignore_errors=True)
             else:

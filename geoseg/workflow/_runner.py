@@ -473,11 +473,17 @@ def _write_stac(wf: Workflow, state: State) -> None:
                 title = f"{step.name}: {name}" + (f" {d['key']}" if d.get("key") and len(items) > 1 else "")
                 prods.append(Product(path, item_id, title, kind, prov, date=d.get("date"), date_range=date_range,
                                      sha256=d.get("sha256")))  # fmt: skip
+    # A product links to the model that made it, and to those that made what it was made
+    # from (polygons of a predicted map, change between two): products come in step order,
+    # so its sources' models are known when it is reached.
+    made_by: dict[str, set[str]] = {}  # item id -> model item ids
     for p in prods:
-        p.derived_from = sorted({ids[i["path"]] for i in p.provenance.get("inputs", []) if i["path"] in ids})
+        sources = sorted({ids[i["path"]] for i in p.provenance.get("inputs", []) if i["path"] in ids})
         model = models.get(str((p.provenance.get("model") or {}).get("sha256")))
-        if model is not None:
-            p.derived_from.append(model.item_id)
+        made_by[p.item_id] = {model.item_id} if model is not None else set()
+        for src in sources:
+            made_by[p.item_id] |= made_by.get(src, set())
+        p.derived_from = sources + sorted(made_by[p.item_id] - set(sources))
     prods.extend(models.values())
     if wf.gpkg.exists():
         import pyogrio
@@ -505,6 +511,8 @@ def _write_stac(wf: Workflow, state: State) -> None:
                                      for i in rec.provenance.get("inputs", []) if i["path"] in ids}),
             )
         )  # fmt: skip
+        gpkg = prods[-1]
+        gpkg.derived_from += sorted(set[str]().union(*(made_by.get(s, set()) for s in gpkg.derived_from)))
     write_stac(
         prods, wf.out_dir / "stac", slug(wf.name), wf.description or f"products of the geoseg workflow {wf.name}",
         title=wf.name, provenance={"workflow_file": str(wf.path), "workflow_sha256": wf.sha256,

@@ -212,7 +212,9 @@ def test_a_failure_while_streaming_leaves_nothing(
 
 def test_a_raster_without_crs_is_refused_before_any_tiling(tmp_path: Path) -> None:
     path = write(tmp_path / "nocrs.tif", fragmented(40, 40, seed=3), crs=None, nodata=255)  # type: ignore[arg-type]
-    r = CliRunner().invoke(main, ["vectorize", str(path), "--out", str(tmp_path / "o.pmtiles"), "--workers", "0"])
+    r = CliRunner().invoke(
+        main, ["vectorize", str(path), "--out", str(tmp_path / "o.pmtiles"), "--workers", "0"]
+    )
     assert r.exit_code == 2
     (line,) = r.stderr.strip().splitlines()
     assert "nocrs.tif: has no CRS; assign one first" in line  # found when the map is opened
