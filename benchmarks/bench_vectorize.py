@@ -14,6 +14,12 @@ set of any single process:
 
 Every output's polygons are then compared with geoseg's as (class, pixel count) multisets.
 
+``--formats gpkg,parquet,fgb,pmtiles,geojson`` measures the output formats instead: the same
+``geoseg vectorize`` (block 2048, ``--workers 2``) into each format, its wall time, peak
+memory and file size against the GeoPackage, and for the formats that keep polygons whole
+the same (class, pixel count) multiset check; PMTiles is counted in tiles and features at
+its deepest zoom.
+
 The input is a realistic fragmented 6-class map, generated once and cached: smooth-noise land
 cover, rectangular parcels of three crops in the agricultural zone, single-pixel speckle, and
 an irregular nodata edge like a satellite swath. At 8192 x 8192 it has ~55,000 polygons, the
@@ -21,6 +27,7 @@ size of the reference measurement in DESIGN.md.
 
     .venv/bin/python benchmarks/bench_vectorize.py --size 8192
     .venv/bin/python benchmarks/bench_vectorize.py --size 2048      # quick
+    .venv/bin/python benchmarks/bench_vectorize.py --size 8192 --formats gpkg,parquet,fgb,pmtiles,geojson
 """
 
 from __future__ import annotations
@@ -147,12 +154,76 @@ def measure(name: str, argv: list[str], log: Path) -> Run:
 
 def polygon_set(path: Path, pixel_area: float) -> list[tuple[int, int]]:
     """(class, pixel count) of every polygon of the output's first layer, sorted."""
+    import geopandas as gpd
     import pyogrio
     import shapely
 
-    frame = pyogrio.read_dataframe(path, columns=["class_id"])
+    if path.suffix == ".parquet":  # the pyogrio wheel's GDAL has no Parquet driver
+        frame = gpd.read_parquet(path, columns=["class_id", "geometry"])
+    else:
+        frame = pyogrio.read_dataframe(path, columns=["class_id"])
     pixels = np.rint(shapely.area(frame.geometry.values) / pixel_area).astype(int)
     return sorted(zip(frame.class_id.astype(int).tolist(), pixels.tolist(), strict=True))
+
+
+def file_bytes(out: Path) -> int:
+    """The output and what goes with it (the QGIS style sidecar)."""
+    return sum(p.stat().st_size for p in (out, out.with_suffix(".qml")) if p.exists())
+
+
+def compare_formats(args: argparse.Namespace, raster: Path, pixel_area: float, outputs: Path) -> None:
+    """``geoseg vectorize`` into each format: time, memory, size and the polygon set."""
+    import pyogrio
+
+    formats = [f.strip().lstrip(".") for f in args.formats.split(",") if f.strip()]
+    if "gpkg" not in formats:
+        formats.insert(0, "gpkg")  # the reference
+    # Rounds alternate the formats and each keeps its best time: on a shared machine
+    # other jobs' load comes and goes within minutes (the peak memory is the largest seen).
+    best: dict[str, Run] = {}
+    for _ in range(args.repeat):
+        for fmt in formats:
+            out = outputs / f"landcover.{fmt}"
+            argv = [str(BIN / "geoseg"), "vectorize", str(raster), "--out", str(out),
+                    "--workers", str(args.workers), "--block-size", "2048"]  # fmt: skip
+            run = measure(f"geoseg vectorize -> .{fmt}", argv, outputs / f"{fmt}.log")
+            if fmt in best:
+                run.peak_tree = max(run.peak_tree, best[fmt].peak_tree)
+                run.seconds = min(run.seconds, best[fmt].seconds)
+            best[fmt] = run
+    runs = [(fmt, best[fmt], outputs / f"landcover.{fmt}") for fmt in formats]
+    reference = None if args.no_compare else polygon_set(outputs / "landcover.gpkg", pixel_area)
+    gpkg_seconds = runs[0][1].seconds
+    gpkg_bytes = file_bytes(runs[0][2])
+    print(f"\n{args.size} x {args.size} class map ({raster}), {psutil.cpu_count()} CPUs, "
+          f"{args.workers} workers, block 2048, best of {args.repeat}")  # fmt: skip
+    header = (
+        f"{'format':<9} {'time s':>7} {'x gpkg':>7} {'size MB':>8} {'x gpkg':>7} {'peak PSS tree':>14} "
+        f"{'features':>9}  same polygons"
+    )
+    print(header)
+    print("-" * len(header))
+    for fmt, run, out in runs:
+        size = file_bytes(out)
+        if fmt == "pmtiles":
+            info = pyogrio.read_info(out)
+            meta = info["dataset_metadata"] or {}
+            features = int(info["features"])
+            same = f"tiles: z{meta.get('minzoom')}-{meta.get('maxzoom')}, features at z{meta.get('maxzoom')}"
+        else:
+            found = polygon_set(out, pixel_area) if reference is not None else None
+            features = len(found) if found is not None else -1
+            same = (
+                ""
+                if found is None
+                else ("yes" if found == reference else f"NO ({len(found)} vs {len(reference or [])})")
+            )
+            if fmt == "gpkg" and found is not None:
+                same = "reference"
+        print(
+            f".{fmt:<8} {run.seconds:>7.2f} {run.seconds / gpkg_seconds:>7.2f} {size / 1e6:>8.1f} "
+            f"{size / gpkg_bytes:>7.2f} {run.peak_tree / 2**20:>11.0f} MiB {features:>9,}  {same}"
+        )
 
 
 def main() -> None:
@@ -166,6 +237,10 @@ def main() -> None:
         "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "geoseg-bench-vectorize"
     )
     parser.add_argument("--no-compare", action="store_true", help="skip the polygon-set comparison")
+    parser.add_argument(
+        "--formats", default="", help="compare output formats instead, e.g. gpkg,parquet,fgb,pmtiles,geojson"
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="--formats: rounds, best time kept [3]")
     args = parser.parse_args()
 
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -179,6 +254,9 @@ def main() -> None:
     outputs = args.workdir / "out"
     shutil.rmtree(outputs, ignore_errors=True)
     outputs.mkdir()
+    if args.formats:
+        compare_formats(args, raster, pixel_area, outputs)
+        return
 
     runs: list[tuple[Run, Path]] = []
     for block in [int(b) for b in args.block_sizes.split(",") if b]:

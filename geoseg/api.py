@@ -130,7 +130,10 @@ def change(
     before, after
         The class maps (``after`` is reprojected onto ``before``'s grid, or ``reference``'s).
     out
-        A GeoPackage for the change polygons and the tables.
+        A GeoPackage for the change polygons and the tables; or GeoParquet (``.parquet``),
+        FlatGeobuf (``.fgb``), PMTiles (``.pmtiles``) or GeoJSON: one file a layer, the
+        first at ``out``, the others as ``OUT_<layer>.<suffix>`` and the tables as
+        ``OUT_<table>.parquet`` beside it.
     options
         :class:`geoseg.temporal.ChangeOptions` (or the same by name in ``keywords``):
         ``from_classes``, ``to_classes``, ``min_area_ha``, ``landcover``, ...
@@ -201,7 +204,9 @@ def track(
         Dated class maps, oldest first, or the name of a catalog time series (which gives
         the files, the dates and the band names).
     out
-        A GeoPackage for the loss and regrowth polygons and the tables.
+        A GeoPackage for the loss and regrowth polygons and the tables; or another vector
+        format by its suffix, as for :func:`change` (``forest_loss`` at ``out``,
+        ``OUT_regrowth.<suffix>``, ``OUT_<table>.parquet``).
     options
         :class:`geoseg.temporal.TrackOptions` (or the same by name in ``keywords``):
         ``forest`` (needed), ``dates`` (default: the series', or file names like

@@ -20,6 +20,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("GEOSEG_DATA", REPO.parent / "shared" / "data"))
+# the official STAC JSON Schemas by URL path, beside the data (README.md there)
+STAC_SCHEMAS = Path(os.environ.get("GEOSEG_STAC_SCHEMAS", SHARED_DATA.parent / "stac-schemas"))
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +30,14 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def stac_schemas() -> Path:
+    """The STAC 1.1.0 and extension JSON Schemas, offline. Tests skip only when truly absent."""
+    if not (STAC_SCHEMAS / "schemas.stacspec.org").is_dir():
+        pytest.skip(f"STAC JSON Schemas not found at {STAC_SCHEMAS}")
+    return STAC_SCHEMAS
 
 
 WriteTif = Callable[..., Path]

@@ -9,15 +9,22 @@ import click
 
 
 def echo_products(
-    summary: str, gpkg: Path | None, layers: Mapping[str, int], files: Sequence[tuple[Path | None, str]]
+    summary: str,
+    layer_files: Mapping[str, Path],
+    layers: Mapping[str, int],
+    files: Sequence[tuple[Path | None, str]],
 ) -> None:
-    """Print ``summary``, then the GeoPackage with its layers' feature counts and each of
-    ``files`` (``(path or None when not written, what it is)``)."""
+    """Print ``summary``, then each vector file with its layers' feature counts (one
+    GeoPackage, or a file a layer; ``layer_files``: layer -> file) and each of ``files``
+    (``(path or None when not written, what it is)``)."""
     click.echo(summary)
     click.echo("")
     click.echo("products:")
-    if gpkg is not None:
-        click.echo(f"  {gpkg}: " + ", ".join(f"{k} ({v:,})" for k, v in layers.items()))
+    by_file: dict[Path, list[str]] = {}
+    for name, held_in in layer_files.items():
+        by_file.setdefault(held_in, []).append(name)
+    for vector, names in by_file.items():
+        click.echo(f"  {vector}: " + ", ".join(f"{k} ({layers.get(k, 0):,})" for k in names))
     for path, what in files:
         if path is not None:
             click.echo(f"  {path}: {what}")

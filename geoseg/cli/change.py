@@ -17,7 +17,8 @@ from geoseg.temporal import ChangeOptions
 @click.argument("before", type=click.Path(path_type=Path))
 @click.argument("after", type=click.Path(path_type=Path))
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
-              help="GeoPackage for the change polygons and the tables (.gpkg).")  # fmt: skip
+              help="GeoPackage for the change polygons and the tables (.gpkg); or .parquet, .fgb, .pmtiles, "
+              ".geojson: one file a layer (OUT, OUT_<layer>.<suffix>), the tables as OUT_<table>.parquet.")  # fmt: skip
 @click.option("--raster", type=click.Path(path_type=Path), default=None,
               help="Also write the change raster (COG; value = from_index * n + to_index).")  # fmt: skip
 @click.option("--report", "report_dir", type=click.Path(path_type=Path), default=None,
@@ -47,5 +48,5 @@ def command(
         )
     report = result.report / "index.html" if result.report is not None else None
     echo_products(
-        result.summary(), result.out, result.layers, [(result.raster, "change raster"), (report, "report")]
+        result.summary(), result.files, result.layers, [(result.raster, "change raster"), (report, "report")]
     )

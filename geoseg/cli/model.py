@@ -46,11 +46,21 @@ def init(arch: str, encoder: str, bands: str, classes: str, seed: int, out: Path
 @command.command("info")
 @click.argument("model")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def info(model: str, as_json: bool) -> None:
+@click.option(
+    "--stac", "stac_item", type=click.Path(path_type=Path), default=None,
+    help="Also write the checkpoint's STAC Item (Machine Learning Model extension) to this JSON file.",
+)  # fmt: skip
+def info(model: str, as_json: bool, stac_item: Path | None) -> None:
     """Show what a checkpoint holds (MODEL: a path or a catalog name)."""
     from geoseg.inference import ValueDomain, describe
 
     d = describe(model)
+    if stac_item is not None:
+        from geoseg.products import write_model_item
+
+        write_model_item(model, stac_item)
+        if not as_json:
+            click.echo(f"{stac_item}: STAC Item (MLM) of {d['path']}")
     if as_json:
         click.echo(json.dumps(d, indent=2))
         return

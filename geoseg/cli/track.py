@@ -16,7 +16,9 @@ from geoseg.temporal import ClassifyOptions, TrackOptions
 @click.command("track")
 @click.argument("maps", nargs=-1, required=True)
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
-              help="GeoPackage for loss and regrowth polygons and the tables (.gpkg).")  # fmt: skip
+              help="GeoPackage for loss and regrowth polygons and the tables (.gpkg); or .parquet, .fgb, "
+              ".pmtiles, .geojson: one file a layer (OUT, OUT_regrowth.<suffix>), the tables as "
+              "OUT_<table>.parquet.")  # fmt: skip
 @click.option("--loss-year", type=click.Path(path_type=Path), default=None,
               help="Also write the first-loss-year raster (uint16 COG, 0 = no loss).")  # fmt: skip
 @click.option("--report", "report_dir", type=click.Path(path_type=Path), default=None,
@@ -60,4 +62,4 @@ def command(
         (classified, "classified maps"),
         (report, "report"),
     ]
-    echo_products(result.summary(), result.out, result.layers, files)
+    echo_products(result.summary(), result.files, result.layers, files)

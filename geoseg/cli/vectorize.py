@@ -1,4 +1,4 @@
-"""``geoseg vectorize``: class map -> polygon layer (GeoPackage, FlatGeobuf or GeoJSON)."""
+"""``geoseg vectorize``: class map -> polygon layer (GeoPackage, GeoParquet, FlatGeobuf, PMTiles or GeoJSON)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from geoseg.vector import DEFAULT_LAYER, VectorizeOptions
 @click.argument("classmap", type=click.Path(path_type=Path))
 @click.option(
     "--out", "-o", required=True, type=click.Path(path_type=Path),
-    help="Output file; the format follows the extension: .gpkg, .fgb or .geojson.",
+    help="Output file; the format follows the extension: .gpkg (GeoPackage), .parquet (GeoParquet), "
+    ".fgb (FlatGeobuf), .pmtiles (vector tiles, zoom levels from the pixel size) or .geojson.",
 )  # fmt: skip
 @options(VectorizeOptions)
 def command(classmap: Path, out: Path, **flags: Any) -> None:

@@ -7,17 +7,22 @@ from geoseg.products._plots import plot_class_map, plot_image
 from geoseg.products._reports import change_report, track_report
 from geoseg.products._scores import class_areas, score_loss, score_map
 from geoseg.products._stac import Product, check_stac, write_stac
+from geoseg.products._stac_model import model_item, write_model_item
+from geoseg.products._stac_schema import validate_stac
 
 __all__ = [
     "Product",
     "change_report",
     "check_stac",
     "class_areas",
+    "model_item",
     "plot_class_map",
     "plot_image",
     "render_html",
     "score_loss",
     "score_map",
     "track_report",
+    "validate_stac",
+    "write_model_item",
     "write_stac",
 ]

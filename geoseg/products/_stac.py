@@ -11,11 +11,16 @@ properties, ``processing:software``, and ``derived_from`` links to the inputs' I
 The catalog is written with relative links (``stac/collection.json`` beside
 ``stac/<item>.json``), so the output folder can be moved or served as it is.
 
-Validation: pystac's ``validate()`` needs ``jsonschema`` and fetches the JSON schemas over
-the network, neither of which geoseg can count on (no network where it is built). So
-:func:`check_stac` checks offline what the core specification requires of an Item or a
-Collection (types, ids, geometry and bbox, datetime or a range, links, assets, extension
-URIs), and the tests also round-trip every document through pystac."""
+Models: every checkpoint a workflow used or trained gets an Item with the Machine Learning
+Model extension (:mod:`geoseg.products._stac_model`), and each product a model made links
+to it (``derived_from``, as MLM asks of prediction outputs); products made from those
+(polygons, change) link to them in turn.
+
+Validation: :func:`geoseg.products.validate_stac` checks a document against the official
+JSON Schemas of STAC and its extensions, read from a local folder (no network);
+:func:`check_stac` checks without any schema what the core specification requires of an
+Item or a Collection (types, ids, geometry and bbox, datetime or a range, links, assets,
+extension URIs)."""
 
 from __future__ import annotations
 
@@ -35,6 +40,8 @@ from pystac.extensions.raster import DataType, RasterBand, RasterExtension
 
 from geoseg import __version__
 from geoseg.classes import ClassInfo
+from geoseg.products._stac_model import class_name as _class_name
+from geoseg.products._stac_model import model_href, model_item
 
 PROCESSING_SCHEMA = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
 
@@ -52,7 +59,7 @@ class Product:
     path: Path
     item_id: str
     title: str
-    kind: str  # "classmap", "change", "loss_year", "image", "truth", "vector", "model"
+    kind: str  # "classmap", "change", "loss_year", "image", "truth", "vector", "model" (a checkpoint: MLM)
     provenance: dict[str, Any] = field(default_factory=dict)
     date: str | None = None  # YYYY[-MM[-DD]] of the imagery, if known
     date_range: tuple[str, str] | None = None  # first and last date, for multi-date products
@@ -169,12 +176,6 @@ def raster_item(p: Product, classes: Sequence[ClassInfo] | None = None) -> pysta
     return item
 
 
-def _class_name(name: str) -> str:
-    """Classification v2 names match ``^[0-9A-Za-z-_]+$``: spaces and arrows become ``_``."""
-    out = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name.replace(" -> ", "_to_"))
-    return out or "class"
-
-
 def vector_item(p: Product) -> pystac.Item:
     """An Item for a GeoPackage: footprint of all its spatial layers, one asset."""
     import pyogrio
@@ -238,23 +239,38 @@ def write_stac(
 ) -> tuple[Path, list[Path]]:
     """Write one Item per product and a Collection linking them into ``folder``.
 
-    Hrefs are relative. Each file is written to a temporary name and renamed. Returns
-    (collection path, item paths).
+    Hrefs are relative; a model (``kind="model"``: an MLM Item, :mod:`._stac_model`) is
+    linked relatively when it lies under ``folder``'s parent (a model a workflow trained),
+    else by its absolute path (a catalog model elsewhere). Models do not widen the
+    Collection's extent: it describes the mapped data. Each file is written to a temporary
+    name and renamed. Returns (collection path, item paths).
     """
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    items = [make_item(p) for p in products]
-    ids = {i.id for i in items}
+    docs: list[dict[str, Any]] = []
+    for p in products:
+        if p.kind == "model":
+            from geoseg.inference import describe
+
+            name = str(p.provenance.get("name") or p.path.stem)
+            docs.append(
+                model_item(describe(p.path), p.item_id, model_href(p.path, out, out.parent), name=name)
+            )
+            continue
+        d = make_item(p).to_dict(include_self_link=False, transform_hrefs=False)
+        for asset in d["assets"].values():
+            asset["href"] = os.path.relpath(asset["href"], out)
+        docs.append(d)
+    ids = {d["id"] for d in docs}
     by_id = {p.item_id: p for p in products}
-    bboxes = [i.bbox for i in items if i.bbox]
+    data = [d for d in docs if by_id[d["id"]].kind != "model"]
+    bboxes = [d["bbox"] for d in data if d.get("bbox")]
     times: list[datetime] = []
-    for i in items:
+    for d in data:
         for key in ("datetime", "start_datetime", "end_datetime"):
-            v = i.properties.get(key) if key != "datetime" else i.datetime
+            v = d["properties"].get(key)
             if isinstance(v, str):
-                v = datetime.fromisoformat(v.replace("Z", "+00:00"))
-            if isinstance(v, datetime):
-                times.append(v)
+                times.append(datetime.fromisoformat(v.replace("Z", "+00:00")))
     spatial = (
         [[min(b[0] for b in bboxes), min(b[1] for b in bboxes), max(b[2] for b in bboxes), max(b[3] for b in bboxes)]]
         if bboxes
@@ -273,25 +289,23 @@ def write_stac(
     coll_dict = coll.to_dict(include_self_link=False, transform_hrefs=False)
     coll_dict["links"] = [
         {"rel": "root", "href": "./collection.json", "type": "application/json"},
-        *({"rel": "item", "href": f"./{i.id}.json", "type": "application/geo+json", "title": i.properties["title"]}
-          for i in items),
+        *({"rel": "item", "href": f"./{d['id']}.json", "type": "application/geo+json", "title": d["properties"]["title"]}
+          for d in docs),
     ]  # fmt: skip
-    for item in items:
-        d = item.to_dict(include_self_link=False, transform_hrefs=False)
+    for d in docs:
         d["collection"] = collection_id
         d["links"] = [
             {"rel": "collection", "href": "./collection.json", "type": "application/json"},
             {"rel": "parent", "href": "./collection.json", "type": "application/json"},
             {"rel": "root", "href": "./collection.json", "type": "application/json"},
         ]
-        for src in by_id[item.id].derived_from:
+        for src in by_id[d["id"]].derived_from:
             if src in ids:
-                d["links"].append(
-                    {"rel": "derived_from", "href": f"./{src}.json", "type": "application/geo+json"}
-                )
-        for asset in d["assets"].values():
-            asset["href"] = os.path.relpath(asset["href"], out)
-        path = out / f"{item.id}.json"
+                link = {"rel": "derived_from", "href": f"./{src}.json", "type": "application/geo+json"}
+                if by_id[src].kind == "model":  # MLM: a prediction links to its model this way
+                    link["title"] = f"model {by_id[src].provenance.get('name') or src}"
+                d["links"].append(link)
+        path = out / f"{d['id']}.json"
         _write_json(path, d)
         written.append(path)
     _write_json(coll_path, coll_dict)

@@ -52,6 +52,7 @@ from geoseg.temporal._options import ChangeOptions
 from geoseg.vector import (
     AreaModel,
     GpkgBuilder,
+    LayerFiles,
     LayerStyle,
     ScratchRaster,
     StagedOutputs,
@@ -60,6 +61,7 @@ from geoseg.vector import (
     change_style,
     check_outputs,
     landcover_style,
+    layer_set,
     min_area_filter,
     pixel_areas,
     polygon_batches,
@@ -172,6 +174,7 @@ class ChangeResult:
     raster: Path | None = None
     report: Path | None = None
     layers: dict[str, int] = field(default_factory=dict)  # layer/table -> features/rows
+    files: dict[str, Path] = field(default_factory=dict)  # layer/table -> the file holding it
     selected: list[tuple[int, int]] = field(default_factory=list)  # (from, to) indices polygonised
     min_area_ha: float = 0.0
     warped: list[str] = field(default_factory=list)
@@ -293,7 +296,11 @@ def detect_change(
     ``from_classes`` -> ``to_classes``, names or ids, default every change; polygons under
     ``min_area_ha`` left out), ``landcover_before`` / ``landcover_after`` when
     ``landcover``, the tables ``transitions``, ``transition_matrix`` and
-    ``class_change``, and the layers' QGIS styles. ``raster`` receives the change COG;
+    ``class_change``, and the layers' QGIS styles. Another suffix of ``out`` (.parquet,
+    .fgb, .pmtiles, .geojson) writes ``change`` to ``out``, the land-cover layers to
+    ``OUT_landcover_before.<suffix>`` / ``OUT_landcover_after.<suffix>`` and the tables to
+    ``OUT_<table>.parquet`` beside it (``result.files`` says which file holds what).
+    ``raster`` receives the change COG;
     ``report`` writes a report into ``report_dir`` (this package draws nothing itself).
     With no output, only the statistics are computed. ``options`` (or the same by name in
     ``keywords``) are :class:`ChangeOptions`; the work runs on Dask like vectorising
@@ -317,7 +324,7 @@ def detect_change(
     selected = [False] * (n * n)
     for i, j in chosen:
         selected[enc.code(i, j)] = True
-    out_path, raster_path, report_path = check_outputs(out, raster, report_dir, inputs)
+    out_path, raster_path, report_path = check_outputs(out, raster, report_dir, inputs, maps.grid)
     windows = block_windows(maps.grid, block_size)
     area = area_model(maps.grid)
     want_polygons = out_path is not None
@@ -329,7 +336,7 @@ def detect_change(
     )  # fmt: skip
     outputs = StagedOutputs.beside(out_path or raster_path or report_path)
     writers: list[Any] = []
-    gpkg: GpkgBuilder | None = None
+    gpkg: GpkgBuilder | LayerFiles | None = None
     try:
         with dask_client(opts.workers, opts.scheduler) as client:
             # ---- pass 1: blocks -> change raster, chosen-transitions raster, sums
@@ -411,7 +418,7 @@ def detect_change(
             # ---- pass 2: polygons and tables
             if out_path is not None:
                 assert sel_raster is not None
-                gpkg = GpkgBuilder(out_path, maps.grid.crs.to_wkt() if maps.grid.crs else None)
+                gpkg = layer_set(out_path, maps.grid)
                 sel_src = sel_raster.close()
                 meta = provenance_tags(
                     {"before": str(before), "after": str(after), "min_area_ha": str(min_area_ha)}
@@ -439,13 +446,16 @@ def detect_change(
                 gpkg.add_table("class_change", result.class_table())
                 gpkg.set_styles(change_styles(result).values())
                 result.layers = dict(gpkg.counts)
+                result.files = dict(gpkg.files)
                 poly_progress(1, 1, "done")
         if report_path is not None and report is not None:
             write = report
             result.report = outputs.report(report_path, lambda d: write(result, maps, cog_path, d))
         outputs.finish(gpkg)
         if gpkg is not None:
-            result.out = out_path
+            result.out = (
+                out_path if out_path is not None and out_path.exists() else None
+            )  # PMTiles: none if empty
         result.raster = raster_path
     except BaseException:
         outputs.abort(writers, gpkg)

@@ -30,11 +30,13 @@ from geoseg.temporal._options import TrackOptions
 from geoseg.vector import (
     AreaModel,
     GpkgBuilder,
+    LayerFiles,
     LayerStyle,
     StagedOutputs,
     area_model,
     block_windows,
     check_outputs,
+    layer_set,
     loss_year_palette,
     loss_year_style,
     min_area_filter,
@@ -187,6 +189,7 @@ class TrackResult:
     loss_year: Path | None = None
     report: Path | None = None
     layers: dict[str, int] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)  # layer/table -> the file holding it
     warped: list[str] = field(default_factory=list)
 
     def period_table(self) -> dict[str, list[Any]]:
@@ -275,11 +278,13 @@ def track_loss(
     """First year of forest loss over dated class maps (oldest first).
 
     Writes ``loss_year`` (uint16 COG: the year of the date of first confirmed loss, 0 = no
-    loss, 65535 = fewer than two valid dates), and into ``out`` (.gpkg) the layers
+    loss, 65535 = fewer than two valid dates), and into ``out`` (a .gpkg) the layers
     ``forest_loss`` (polygons per period: ``year``, ``date``, ``period``, ``area_ha``) and
     ``regrowth`` (the same for non-forest becoming forest), the tables ``loss_by_period``
-    and ``forest_by_date``, and the layers' QGIS styles. See :func:`first_loss` for the
-    rule. ``options`` (or the same by name in ``keywords``) are :class:`TrackOptions`:
+    and ``forest_by_date``, and the layers' QGIS styles. Another suffix of ``out``
+    (.parquet, .fgb, .pmtiles, .geojson) writes ``forest_loss`` to ``out``, ``regrowth`` to
+    ``OUT_regrowth.<suffix>`` and the tables to ``OUT_<table>.parquet`` beside it
+    (``result.files`` says which file holds what). See :func:`first_loss` for the rule. ``options`` (or the same by name in ``keywords``) are :class:`TrackOptions`:
     ``dates`` (one per map) and ``forest`` are needed. ``report`` writes a report into
     ``report_dir`` (this package draws nothing itself).
     """
@@ -305,7 +310,7 @@ def track_loss(
     forest_idx = resolve_classes(wanted, aligned.classes, "forest class", str(maps[0]))
     if not wanted:
         raise ConfigError("no forest class given; name it with --forest")
-    out_path, loss_path, report_path = check_outputs(out, loss_year, report_dir, maps)
+    out_path, loss_path, report_path = check_outputs(out, loss_year, report_dir, maps, aligned.grid)
     years = [d.year for d in parsed]
     if max(years) >= LOSS_NODATA:
         raise ConfigError("dates beyond year 65534 cannot be written to a uint16 loss-year raster")
@@ -319,7 +324,7 @@ def track_loss(
     )  # fmt: skip
     outputs = StagedOutputs.beside(out_path or loss_path or report_path)
     writers: list[Any] = []
-    gpkg: GpkgBuilder | None = None
+    gpkg: GpkgBuilder | LayerFiles | None = None
     try:
         with dask_client(opts.workers, opts.scheduler) as client:
             ly_path = outputs.staged(loss_path) if loss_path else outputs.work / "loss_year.tif"
@@ -385,7 +390,7 @@ def track_loss(
                 writers.remove(ly)
             if out_path is not None:
                 assert loss_idx is not None and gain_idx is not None
-                gpkg = GpkgBuilder(out_path, aligned.grid.crs.to_wkt() if aligned.grid.crs else None)
+                gpkg = layer_set(out_path, aligned.grid)
                 keep = min_area_filter(min_area_ha)
                 meta = provenance_tags(
                     {"inputs": json.dumps([str(p) for p in maps]), "dates": json.dumps(list(dates)),
@@ -404,13 +409,16 @@ def track_loss(
                 gpkg.add_table("forest_by_date", result.date_table())
                 gpkg.set_styles(track_styles(result).values())
                 result.layers = dict(gpkg.counts)
+                result.files = dict(gpkg.files)
                 phases.part(2, "done")(1, 1)
         if report_path is not None and report is not None:
             write = report
             result.report = outputs.report(report_path, lambda d: write(result, aligned, ly_path, d))
         outputs.finish(gpkg)
         if gpkg is not None:
-            result.out = out_path
+            result.out = (
+                out_path if out_path is not None and out_path.exists() else None
+            )  # PMTiles: none if empty
         result.loss_year = loss_path
     except BaseException:
         outputs.abort(writers, gpkg)

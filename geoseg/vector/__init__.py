@@ -1,16 +1,19 @@
-"""Vectors: class raster -> polygons block by block, merged exactly across seams; sieve; areas; layer writers and styles."""
+"""Vectors: class raster -> polygons block by block, merged exactly across seams; sieve; areas; layer writers (GeoPackage, GeoParquet, FlatGeobuf, PMTiles) and styles."""
 
 from __future__ import annotations
 
 from geoseg.vector._areas import AreaModel, area_model
 from geoseg.vector._blockpass import block_windows, pixel_areas
+from geoseg.vector._formats import FORMATS, beside, output_driver, pmtiles_zooms
 from geoseg.vector._gpkg import LayerCopy, list_layers, merge_layers, read_provenance
 from geoseg.vector._options import DEFAULT_LAYER, VectorizeOptions, VectorizeSettings
 from geoseg.vector._outputs import (
     GpkgBuilder,
+    LayerFiles,
     ScratchRaster,
     StagedOutputs,
     check_outputs,
+    layer_set,
     min_area_filter,
     polygon_batches,
     provenance_tags,
@@ -29,9 +32,11 @@ from geoseg.vector._vectorize import VectorizeResult, vectorize, vectorize_style
 
 __all__ = [
     "DEFAULT_LAYER",
+    "FORMATS",
     "AreaModel",
     "GpkgBuilder",
     "LayerCopy",
+    "LayerFiles",
     "LayerStyle",
     "PolygonizeStats",
     "ScratchRaster",
@@ -40,16 +45,20 @@ __all__ = [
     "VectorizeResult",
     "VectorizeSettings",
     "area_model",
+    "beside",
     "block_windows",
     "change_style",
     "check_outputs",
     "landcover_style",
+    "layer_set",
     "list_layers",
     "loss_year_palette",
     "loss_year_style",
     "merge_layers",
     "min_area_filter",
+    "output_driver",
     "pixel_areas",
+    "pmtiles_zooms",
     "polygon_batches",
     "polygonize_frame",
     "provenance_tags",

@@ -2,13 +2,17 @@
 
 Bad input must leave no partial output behind, so a run checks every output path before
 any work (one that cannot be written, or that is one of the inputs, fails at once), writes
-its rasters, report and GeoPackage under temporary names beside their final ones (the
+its rasters, report and vector layers under temporary names beside their final ones (the
 same disk, so the rename never crosses devices), and renames them into place together
 only when everything has succeeded; on any failure the temporaries are removed.
-:class:`GpkgBuilder` streams polygon batches from
-:func:`geoseg.vectorize.polygonize_batches` (block-parallel, merged exactly across block
-seams) and non-spatial tables into one temporary GeoPackage. Finishing a workflow's
-GeoPackage (styles, provenance tables) is :mod:`geoseg.export`'s.
+
+The vector output's suffix chooses the format (:func:`layer_set`). :class:`GpkgBuilder`
+streams polygon batches from :func:`geoseg.vectorize.polygonize_batches` (block-parallel,
+merged exactly across block seams) and non-spatial tables into one temporary GeoPackage;
+:class:`LayerFiles` writes the same layers one file each (GeoParquet, FlatGeobuf, PMTiles,
+GeoJSON: the first layer at the output path, the others beside it as
+``OUT_<layer>.<suffix>``) and the tables as Parquet beside it (``OUT_<table>.parquet``).
+Finishing a workflow's GeoPackage (styles, provenance tables) is :mod:`geoseg.export`'s.
 
 The underscored helpers are internal to geoseg (used by :mod:`geoseg.change` and
 :mod:`geoseg.track`), not a public API."""
@@ -30,6 +34,16 @@ from geoseg.errors import OutputError, first_line
 from geoseg.files import check_parent_writable, check_writable
 from geoseg.progress import Progress
 from geoseg.raster import GDAL_ENV, BandRef, Grid, PixelWindow, RasterSource
+from geoseg.vector._formats import (
+    QML_SIDECAR,
+    LayerFile,
+    beside,
+    output_driver,
+    partial,
+    pmtiles_zooms,
+    write_table,
+    write_text_atomic,
+)
 from geoseg.vector._styles import LayerStyle, write_styles
 
 PathLike = str | os.PathLike[str]
@@ -158,6 +172,11 @@ class GpkgBuilder:
             raise OutputError(f"cannot be written ({first_line(exc)})", self.out) from exc
         self.counts[name] = len(next(iter(columns.values()))) if columns else 0
 
+    @property
+    def files(self) -> dict[str, Path]:
+        """Layer or table -> the file that holds it (here: all in the one GeoPackage)."""
+        return {name: self.out for name in self.counts}
+
     def commit(self) -> Path:
         styles = [st for st in self.styles if self.counts.get(st.layer) is not None]
         if styles and self.tmp.exists():
@@ -178,10 +197,123 @@ class GpkgBuilder:
             self.tmp.with_name(self.tmp.name + suffix).unlink(missing_ok=True)
 
 
-def _check_gpkg(out: PathLike, inputs: Sequence[PathLike]) -> Path:
+def _chunks(
+    batches: Iterable[Any],
+    fields: Callable[[Any], dict[str, np.ndarray]],
+    keep: Callable[[Any], np.ndarray] | None,
+    size: int = 50_000,
+) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """(WKB, attribute columns) of the kept polygons, in chunks of about ``size``."""
+    pending: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
+    n = 0
+    for batch in batches:
+        mask = keep(batch) if keep is not None else np.ones(len(batch), dtype=bool)
+        if not mask.any():
+            continue
+        pending.append((batch.wkb[mask], {k: np.asarray(v)[mask] for k, v in fields(batch).items()}))
+        n += int(mask.sum())
+        if n >= size:
+            yield _concat(pending)
+            pending, n = [], 0
+    if pending:
+        yield _concat(pending)
+
+
+def _concat(
+    parts: Sequence[tuple[np.ndarray, dict[str, np.ndarray]]],
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    names = list(parts[0][1])
+    return np.concatenate([p[0] for p in parts]), {k: np.concatenate([p[1][k] for p in parts]) for k in names}
+
+
+class LayerFiles:
+    """The layers and tables of a run, one file each, for an output that is not a GeoPackage.
+
+    The first polygon layer goes to ``out`` itself, every later one to
+    ``OUT_<layer><suffix>`` beside it, each table to ``OUT_<table>.parquet``; the QGIS
+    styles of GeoParquet, FlatGeobuf and GeoJSON layers to ``.qml`` files of the same base
+    name (QGIS applies them when it opens the layer). A PMTiles layer without polygons gets
+    no file (GDAL cannot tile an empty extent). Everything is written under
+    temporary names and renamed into place by ``commit``; ``abort`` removes it all. The
+    interface is :class:`GpkgBuilder`'s.
+    """
+
+    def __init__(self, out: Path, crs_wkt: str | None, grid: Grid) -> None:
+        self.out = out
+        self.crs = crs_wkt
+        self.driver = output_driver(out)
+        self.zooms = pmtiles_zooms(grid, out) if self.driver == "PMTiles" else None
+        self.counts: dict[str, int] = {}
+        self.files: dict[str, Path] = {}
+        self.styles: list[LayerStyle] = []
+        self._writers: list[LayerFile] = []
+        self._staged: list[tuple[Path, Path]] = []  # (temporary, final)
+
+    def set_styles(self, styles: Iterable[LayerStyle]) -> None:
+        """QGIS styles for the layers written (``.qml`` sidecars where the format takes one)."""
+        self.styles = list(styles)
+
+    def add_polygons(
+        self,
+        layer: str,
+        batches: Iterator[Any],
+        fields: Callable[[Any], dict[str, np.ndarray]],
+        keep: Callable[[Any], np.ndarray] | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> int:
+        """A new layer file of polygon batches, as :meth:`GpkgBuilder.add_polygons`."""
+        path = beside(self.out, layer) if self._writers else self.out
+        writer = LayerFile(path, layer, self.driver, self.crs, "Polygon", metadata, self.zooms)
+        self._writers.append(writer)
+        for wkb, cols in _chunks(batches, fields, keep):
+            writer.write(wkb, cols)
+        if writer.count == 0:  # an empty layer still has its fields
+            writer.write(np.empty(0, dtype=object), fields(None))
+        tmp = writer.finish()
+        self.counts[layer] = writer.count
+        if tmp is not None:  # None: an empty PMTiles layer, which gets no file
+            self._staged.append((tmp, path))
+            self.files[layer] = path
+        return writer.count
+
+    def add_table(self, name: str, columns: Mapping[str, Sequence[Any] | np.ndarray]) -> None:
+        """A non-spatial table as Parquet beside the output: ``OUT_<name>.parquet``."""
+        path = beside(self.out, name, ".parquet")
+        tmp = partial(path)
+        self._staged.append((tmp, path))
+        write_table(tmp, columns)
+        self.counts[name] = len(next(iter(columns.values()))) if columns else 0
+        self.files[name] = path
+
+    def commit(self) -> Path:
+        """Rename every file into place (styles first); returns the main output."""
+        if self.driver in QML_SIDECAR:
+            for st in self.styles:
+                if st.layer in self.files:
+                    write_text_atomic(self.files[st.layer].with_suffix(".qml"), st.qml())
+        for tmp, final in self._staged:
+            os.replace(tmp, final)
+        self._staged.clear()
+        return self.out
+
+    def abort(self) -> None:
+        for w in self._writers:
+            w.abort()
+        for tmp, _ in self._staged:
+            tmp.unlink(missing_ok=True)
+        self._staged.clear()
+
+
+def layer_set(out: Path, grid: Grid) -> GpkgBuilder | LayerFiles:
+    """The writer of a run's layers and tables for ``out``: a GeoPackage for ``.gpkg``,
+    one file a layer for the other formats (:class:`LayerFiles`)."""
+    crs = grid.crs.to_wkt() if grid.crs else None
+    return GpkgBuilder(out, crs) if output_driver(out) == "GPKG" else LayerFiles(out, crs, grid)
+
+
+def _check_vector_out(out: PathLike, inputs: Sequence[PathLike]) -> Path:
     p = Path(out)
-    if p.suffix.lower() != ".gpkg":
-        raise OutputError("must be a GeoPackage (.gpkg): its tables need one", p)
+    output_driver(p)  # a format geoseg writes, or one line naming those it does
     return check_writable(p, list(inputs))
 
 
@@ -198,10 +330,17 @@ def _check_raster_out(
 
 
 def check_outputs(
-    out: PathLike | None, raster: PathLike | None, report_dir: PathLike | None, inputs: Sequence[PathLike]
+    out: PathLike | None,
+    raster: PathLike | None,
+    report_dir: PathLike | None,
+    inputs: Sequence[PathLike],
+    grid: Grid | None = None,
 ) -> tuple[Path | None, Path | None, Path | None]:
-    """Fail before any work when an output cannot be written (or is an input)."""
-    out_path = _check_gpkg(out, inputs) if out is not None else None
+    """Fail before any work when an output cannot be written (or is an input); with the
+    maps' ``grid``, also when a PMTiles output cannot be tiled (a raster without a CRS)."""
+    out_path = _check_vector_out(out, inputs) if out is not None else None
+    if out_path is not None and grid is not None and output_driver(out_path) == "PMTiles":
+        pmtiles_zooms(grid, out_path)
     raster_path = _check_raster_out(raster, inputs, [out_path] if out_path else [])
     return out_path, raster_path, _check_report_dir(report_dir)
 
@@ -256,15 +395,15 @@ class StagedOutputs:
         write(staged)
         return path
 
-    def finish(self, gpkg: GpkgBuilder | None) -> None:
-        """The GeoPackage first (its own staged file), then every other staged output."""
+    def finish(self, gpkg: GpkgBuilder | LayerFiles | None) -> None:
+        """The vector outputs first (their own staged files), then every other staged output."""
         if gpkg is not None:
             gpkg.commit()
         self.commit()
 
     @staticmethod
-    def abort(writers: Sequence[Any], gpkg: GpkgBuilder | None) -> None:
-        """After a failure: the open raster writers and the GeoPackage leave nothing behind."""
+    def abort(writers: Sequence[Any], gpkg: GpkgBuilder | LayerFiles | None) -> None:
+        """After a failure: the open raster writers and the vector outputs leave nothing behind."""
         for w in writers:
             w.abort()
         if gpkg is not None:

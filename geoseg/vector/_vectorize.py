@@ -64,13 +64,11 @@ from geoseg.files import check_writable
 from geoseg.progress import Progress
 from geoseg.raster import read_classes
 from geoseg.vector._classmap import _check_classes, _class_names, load_class_table, open_class_map
+from geoseg.vector._formats import LayerFile, output_driver, pmtiles_zooms
 from geoseg.vector._options import DEFAULT_LAYER, VectorizeOptions
 from geoseg.vector._polygonize import PolygonBatch, PolygonizeStats, polygonize_batches
 from geoseg.vector._seams import _Layout
 from geoseg.vector._styles import LayerStyle, landcover_style, write_styles
-
-FORMATS = {".gpkg": "GPKG", ".fgb": "FlatGeobuf", ".geojson": "GeoJSON", ".json": "GeoJSON"}
-
 
 FLUSH_FEATURES = 20_000  # per write session (~0.05 s each): big enough to amortise, small enough to overlap
 
@@ -97,30 +95,20 @@ class VectorizeResult:
         return self.pixels / 1e6 / self.seconds if self.seconds > 0 else float("inf")
 
 
-def output_driver(path: str | os.PathLike[str]) -> str:
-    """The OGR driver for ``path``'s extension."""
-    suffix = Path(path).suffix.lower()
-    if suffix not in FORMATS:
-        raise OutputError(
-            f"cannot write vector format {suffix or '(no extension)'!r}; use .gpkg (GeoPackage), "
-            ".fgb (FlatGeobuf) or .geojson",
-            path,
-        )
-    return FORMATS[suffix]
-
-
 class _LayerWriter:
     """Appends batches to one layer of a temporary file, renamed into place by ``commit``.
 
     The temporary name keeps the extension (GDAL picks behaviour by it: FlatGeobuf makes a
     folder otherwise). A layer added to an existing GeoPackage is written into a copy of
-    it, so the original is untouched until the rename.
+    it, so the original is untouched until the rename. The one-layer formats (GeoParquet,
+    FlatGeobuf, PMTiles, GeoJSON) are :class:`~geoseg.vector._formats.LayerFile`'s.
     """
 
     FIELDS = ("class_id", "class_name", "area_ha", "perimeter_m")
 
     def __init__(self, out: Path, layer: str, driver: str, crs_wkt: str | None, geometry_type: str,
-                 names: dict[int, str], metadata: dict[str, str]) -> None:  # fmt: skip
+                 names: dict[int, str], metadata: dict[str, str],
+                 zooms: tuple[int, int] | None = None) -> None:  # fmt: skip
         self.out = out
         self.tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
         self.layer, self.driver, self.crs, self.geometry_type = layer, driver, crs_wkt, geometry_type
@@ -130,6 +118,11 @@ class _LayerWriter:
         self.buffer: list[PolygonBatch] = []
         self.buffered = self.buffered_bytes = 0
         self.count = 0
+        self.file = (
+            None
+            if driver == "GPKG"
+            else LayerFile(out, layer, driver, crs_wkt, geometry_type, metadata, zooms)
+        )
         self._cleanup()
         if driver == "GPKG" and out.exists():
             try:
@@ -154,6 +147,11 @@ class _LayerWriter:
         self.buffer, self.buffered, self.buffered_bytes = [], 0, 0
         names = np.array([self.names.get(v) for v in batch.value.tolist()], dtype=object)
         fields = [batch.value.astype(np.int32), names, batch.area_m2 / 1e4, batch.perimeter_m]
+        if self.file is not None:
+            self.file.write(batch.wkb, dict(zip(self.FIELDS, fields, strict=True)))
+            self.started = True
+            self.count += len(batch)
+            return
         extra: dict[str, Any] = {}
         if self.driver == "GPKG" and not self.started:
             extra["layer_metadata"] = self.metadata
@@ -175,6 +173,9 @@ class _LayerWriter:
 
     def commit(self, style: LayerStyle | None = None) -> None:
         self.flush(force=True)
+        if self.file is not None:
+            self.file.commit(style.qml() if style is not None else None)
+            return
         if style is not None and self.driver == "GPKG":  # QGIS reads a GeoPackage's default styles
             con = sqlite3.connect(self.tmp)
             try:
@@ -185,9 +186,13 @@ class _LayerWriter:
         os.replace(self.tmp, self.out)
 
     def abort(self) -> None:
+        if self.file is not None:
+            self.file.abort()
         self._cleanup()
 
     def _cleanup(self) -> None:
+        if self.file is not None:
+            return  # the LayerFile's own temporaries
         for p in (self.tmp, *(self.tmp.with_name(self.tmp.name + s) for s in ("-journal", "-wal", "-shm"))):
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
@@ -204,12 +209,16 @@ def vectorize(
     progress: Progress | None = None,
     **keywords: Any,
 ) -> VectorizeResult:
-    """Write the polygons of a class map to a vector layer (GeoPackage, FlatGeobuf, GeoJSON).
+    """Write the polygons of a class map to a vector layer; ``out``'s suffix picks the format.
 
-    Fields: ``class_id``, ``class_name`` (from the options' ``classes`` table,
-    ``class_table``, or the raster's metadata; NULL where unnamed), ``area_ha`` and
-    ``perimeter_m``; the raster's CRS; a spatial index (GeoPackage, FlatGeobuf); in a
-    GeoPackage, the layer's QGIS default style (coloured by class). ``options`` (or the
+    ``.gpkg`` (GeoPackage: a layer added to the file, or replaced), ``.parquet``
+    (GeoParquet 1.1 with a bbox covering column), ``.fgb`` (FlatGeobuf), ``.pmtiles``
+    (vector tiles, zoom levels from the raster's pixel size) or ``.geojson``. Fields:
+    ``class_id``, ``class_name`` (from the options' ``classes`` table, ``class_table``, or
+    the raster's metadata; NULL where unnamed), ``area_ha`` and ``perimeter_m``; the
+    raster's CRS (PMTiles: Web Mercator); a spatial index (GeoPackage, FlatGeobuf); the
+    layer's QGIS default style, coloured by class (in a GeoPackage; beside GeoParquet,
+    FlatGeobuf and GeoJSON as ``OUT.qml``). ``options`` (or the
     same by name in ``keywords``) are :class:`VectorizeOptions`; it runs on a LocalCluster
     of ``workers`` processes (default: one per CPU, or none when the raster is a single
     block; 0: in this process) or on the Dask ``scheduler`` at that address. Nothing is
@@ -226,6 +235,7 @@ def vectorize(
         raise ConfigError("layer name must not be empty")
     src = open_class_map(classmap)
     check_writable(out_path, [str(classmap)])
+    zooms = pmtiles_zooms(src.grid, out_path) if driver == "PMTiles" else None
     names, strict, table = _class_names(str(classmap), opts.classes if opts.classes else class_table)
     from geoseg import __version__
 
@@ -245,7 +255,7 @@ def vectorize(
     if scheduler is None and workers is None and len(_Layout(src.grid.shape, block_size)) == 1:
         workers = 0  # one block: nothing to parallelise, and starting a cluster costs seconds
     with dask_client(workers, scheduler) as client:
-        writer = _LayerWriter(out_path, layer, driver, crs, geometry_type, names, metadata)
+        writer = _LayerWriter(out_path, layer, driver, crs, geometry_type, names, metadata, zooms)
         try:
             for batch in polygonize_batches(
                 src, connectivity=connectivity, block_size=block_size, min_area_ha=min_area_ha,

@@ -448,6 +448,7 @@ def _write_stac(wf: Workflow, state: State) -> None:
 
     prods: list[Product] = []
     ids: dict[str, str] = {}  # absolute path -> item id
+    models = _model_products(wf, state)  # sha256 -> the model's Product
     for step in wf.steps:
         rec = state.steps.get(step.name)
         if rec is None:
@@ -472,8 +473,18 @@ def _write_stac(wf: Workflow, state: State) -> None:
                 title = f"{step.name}: {name}" + (f" {d['key']}" if d.get("key") and len(items) > 1 else "")
                 prods.append(Product(path, item_id, title, kind, prov, date=d.get("date"), date_range=date_range,
                                      sha256=d.get("sha256")))  # fmt: skip
+    # A product links to the model that made it, and to those that made what it was made
+    # from (polygons of a predicted map, change between two): products come in step order,
+    # so its sources' models are known when it is reached.
+    made_by: dict[str, set[str]] = {}  # item id -> model item ids
     for p in prods:
-        p.derived_from = sorted({ids[i["path"]] for i in p.provenance.get("inputs", []) if i["path"] in ids})
+        sources = sorted({ids[i["path"]] for i in p.provenance.get("inputs", []) if i["path"] in ids})
+        model = models.get(str((p.provenance.get("model") or {}).get("sha256")))
+        made_by[p.item_id] = {model.item_id} if model is not None else set()
+        for src in sources:
+            made_by[p.item_id] |= made_by.get(src, set())
+        p.derived_from = sources + sorted(made_by[p.item_id] - set(sources))
+    prods.extend(models.values())
     if wf.gpkg.exists():
         import pyogrio
 
@@ -500,8 +511,42 @@ def _write_stac(wf: Workflow, state: State) -> None:
                                      for i in rec.provenance.get("inputs", []) if i["path"] in ids}),
             )
         )  # fmt: skip
+        gpkg = prods[-1]
+        gpkg.derived_from += sorted(set[str]().union(*(made_by.get(s, set()) for s in gpkg.derived_from)))
     write_stac(
         prods, wf.out_dir / "stac", slug(wf.name), wf.description or f"products of the geoseg workflow {wf.name}",
         title=wf.name, provenance={"workflow_file": str(wf.path), "workflow_sha256": wf.sha256,
                                    "geoseg_version": __version__},
     )  # fmt: skip
+
+
+def _model_products(wf: Workflow, state: State) -> dict[str, Any]:
+    """One MLM Item per checkpoint the workflow's steps used (``provenance.model``) or
+    trained (outputs of kind ``model``), by sha256; ids ``model-<name>``."""
+    from geoseg.products import Product
+
+    found: dict[str, tuple[Path, str]] = {}  # sha256 -> (path, name)
+    for step in wf.steps:
+        rec = state.steps.get(step.name)
+        if rec is None:
+            continue
+        for name, items in rec.outputs.items():
+            if kind_of(step.kind).output_kinds.get(name) == "model":
+                for d in items:
+                    path = wf.out_dir / d["path"]
+                    if path.is_file() and d.get("sha256"):
+                        found.setdefault(d["sha256"], (path, path.stem))
+        model = rec.provenance.get("model")
+        if model and model.get("sha256") and Path(model["path"]).is_file():
+            found.setdefault(
+                model["sha256"], (Path(model["path"]), str(model.get("name") or Path(model["path"]).stem))
+            )
+    out: dict[str, Any] = {}
+    taken: set[str] = set()
+    for sha, (path, name) in found.items():
+        item_id = slug(f"model-{name}")
+        if item_id in taken:  # two checkpoints of one name (retrained): tell them apart
+            item_id = slug(f"model-{name}-{sha[:8]}")
+        taken.add(item_id)
+        out[sha] = Product(path, item_id, f"model {name}", "model", {"name": name}, sha256=sha)
+    return out

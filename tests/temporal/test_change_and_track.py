@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
 import pyogrio
 import pytest
@@ -190,6 +191,55 @@ def test_dask_workers_give_the_same_bytes(pair: tuple, pair_result: tuple, tmp_p
     assert one.geometry.to_wkb().tolist() == two.geometry.to_wkb().tolist()
 
 
+def _rows(frame) -> list[tuple]:  # type: ignore[no-untyped-def]
+    """A layer as sorted (geometry, attributes...) rows, whatever order its format keeps."""
+    geoms = shapely.to_wkb(shapely.normalize(np.asarray(frame.geometry.values))).tolist()
+    attrs = frame.drop(columns="geometry").astype(object).itertuples(index=False, name=None)
+    return sorted(zip(geoms, attrs, strict=True))
+
+
+def test_change_as_geoparquet_holds_the_geopackage_layers_and_tables(
+    pair: tuple, pair_result: tuple, tmp_path: Path
+) -> None:
+    import pandas as pd
+
+    b, a, *_ = pair
+    res0, d = pair_result
+    out = tmp_path / "change.parquet"
+    res = change(b, a, out, landcover=True, block_size=128, workers=0)
+    layers = {"change": out, "landcover_before": tmp_path / "change_landcover_before.parquet",
+              "landcover_after": tmp_path / "change_landcover_after.parquet"}  # fmt: skip
+    tables = {
+        t: tmp_path / f"change_{t}.parquet" for t in ("transitions", "transition_matrix", "class_change")
+    }
+    assert res.files == {**layers, **tables} and res.layers == res0.layers and res.out == out
+    styles = {s["f_table_name"]: s["styleQML"] for s in read_styles(d / "change.gpkg") if s["useAsDefault"]}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [p.name for p in res.files.values()] + [f"{p.stem}.qml" for p in layers.values()]
+    )
+    for layer, path in layers.items():
+        ours, theirs = gpd.read_parquet(path), pyogrio.read_dataframe(d / "change.gpkg", layer=layer)
+        assert len(ours) == res.layers[layer] > 0 and list(ours.columns) == list(theirs.columns)
+        assert _rows(ours) == _rows(theirs), layer
+        assert path.with_suffix(".qml").read_text() == styles[layer]
+    for table, path in tables.items():
+        ours = pd.read_parquet(path)
+        theirs = pd.DataFrame(pyogrio.read_dataframe(d / "change.gpkg", layer=table, read_geometry=False))
+        assert list(ours.columns) == list(theirs.columns)
+        assert ours.astype(object).values.tolist() == theirs.astype(object).values.tolist(), table
+
+
+def test_change_without_change_into_pmtiles_writes_the_tables_only(pair: tuple, tmp_path: Path) -> None:
+    b, *_ = pair
+    r = CliRunner().invoke(
+        main, ["change", str(b), str(b), "--out", str(tmp_path / "c.pmtiles"), "--workers", "0"]
+    )
+    assert r.exit_code == 0, r.output
+    names = ["c_class_change.parquet", "c_transition_matrix.parquet", "c_transitions.parquet"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == names  # an empty layer cannot be tiled: no file
+    assert "c_transitions.parquet: transitions (" in r.stdout and "c.pmtiles" not in r.stdout
+
+
 @pytest.mark.parametrize("resolution", [0.00006, 0.00013])
 def test_misaligned_inputs_give_the_same_statistics(
     pair: tuple, pair_result: tuple, tmp_path: Path, resolution: float
@@ -357,6 +407,35 @@ def test_track_cli_with_report(series: tuple, tmp_path: Path) -> None:
     }
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == ["ly.tif", "rep", "t.gpkg"]  # no temporary files left behind
+
+
+def test_track_as_flatgeobuf_through_the_cli(series: tuple, tmp_path: Path) -> None:
+    import pandas as pd
+
+    paths, *_ = series
+    opts = ["--dates", ",".join(DATES), "--forest", "forest", "--workers", "0", "--block-size", "16"]
+    r = CliRunner().invoke(main, ["track", *map(str, paths), *opts, "--out", str(tmp_path / "t.fgb")])
+    assert r.exit_code == 0, r.output
+    assert (
+        f"{tmp_path / 't.fgb'}: forest_loss (" in r.stdout
+        and f"{tmp_path / 't_regrowth.fgb'}: regrowth (" in r.stdout
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "t.fgb", "t.qml", "t_forest_by_date.parquet", "t_loss_by_period.parquet", "t_regrowth.fgb", "t_regrowth.qml",
+    ]  # fmt: skip
+    ref = tmp_path.parent / f"{tmp_path.name}-gpkg"
+    ref.mkdir(exist_ok=True)
+    track_loss(paths, ref / "t.gpkg", dates=DATES, forest="forest", workers=0, block_size=16)
+    for layer, path in (("forest_loss", "t.fgb"), ("regrowth", "t_regrowth.fgb")):
+        ours, theirs = (
+            pyogrio.read_dataframe(tmp_path / path),
+            pyogrio.read_dataframe(ref / "t.gpkg", layer=layer),
+        )
+        assert len(ours) > 0 and _rows(ours) == _rows(theirs), layer
+    ours = pd.read_parquet(tmp_path / "t_loss_by_period.parquet")
+    theirs = pyogrio.read_dataframe(ref / "t.gpkg", layer="loss_by_period", read_geometry=False)
+    assert ours["loss_ha"].tolist() == pytest.approx(theirs["loss_ha"].tolist())
+    assert ours["period"].tolist() == theirs["period"].tolist()
 
 
 def _reference_first_loss(f: list[bool], v: list[bool], k: int) -> tuple[int, int]:
