@@ -11,12 +11,13 @@ import importlib
 import logging
 import os
 import sys
+import warnings
 from typing import Any
 
 import click
 
 from geoseg import __version__
-from geoseg.errors import GeosegError, missing_extra
+from geoseg.errors import GeosegError, GeosegWarning, missing_extra
 
 # name -> (module, short help). Modules are imported lazily.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -42,6 +43,29 @@ class _QuietTiffQuirk(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "Sum of Photometric type-related color channels" not in record.getMessage()
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """geoseg's own warnings as one line, ``geoseg: warning: ...``, like its errors.
+
+    Python would print two (the file and line of the ``warnings.warn`` call, then that
+    line of code), which say nothing to a user. Other libraries' warnings print as usual.
+    Python's default filter already shows each distinct warning once.
+    """
+    if issubclass(category, GeosegWarning):
+        click.echo(f"geoseg: warning: {message}", err=True)
+    else:
+        _PYTHON_SHOWWARNING(message, category, filename, lineno, file, line)
+
+
+_PYTHON_SHOWWARNING = warnings.showwarning
 
 
 class LazyGroup(click.Group):
@@ -99,6 +123,7 @@ def main(ctx: click.Context, verbose: int, debug: bool) -> None:
     """geoseg: map land cover over whole regions and track deforestation over time."""
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    warnings.showwarning = _show_warning
     ctx.obj["verbose"] = verbose
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
