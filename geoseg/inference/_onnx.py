@@ -16,7 +16,7 @@ from typing import Any
 
 from geoseg.errors import BackendWarning, ExportError, first_line
 from geoseg.inference._model import LoadedModel
-from geoseg.inference._onnxcache import cache_folder, claim, evict, export_lock
+from geoseg.inference._onnxcache import cache_folder, claim, export_lock, trim_cache
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +301,7 @@ def ensure_export(model: LoadedModel) -> Path:
             raise ExportError(
                 f"cannot keep the ONNX export of {model.path.name} in {path.parent} ({exc.strerror or exc})"
             ) from exc
-    evict()
+    trim_cache()
     return path
 
 
@@ -380,5 +380,5 @@ def _onnx_session(model: LoadedModel, device: str, threads: int | None) -> Any:
     except OSError:
         log.debug("could not keep the optimised ONNX graph at %s", optimised, exc_info=True)
     else:
-        evict()  # the cache grew
+        trim_cache()  # the cache grew
     return session

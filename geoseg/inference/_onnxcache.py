@@ -196,7 +196,7 @@ def _remove(files: list[Path]) -> list[Path]:
     return removed
 
 
-def evict(limit: int | None = None) -> list[Path]:
+def trim_cache(limit: int | None = None) -> list[Path]:
     """Remove the entries used longest ago until the cache fits ``limit`` bytes
     (default :func:`limit_bytes`), never one in use; and killed writers' partial files.
 
@@ -235,16 +235,25 @@ def cache_info() -> CacheInfo:
     return CacheInfo(cache_folder(), sorted(entries.values(), key=lambda e: e.last_used), limit_bytes())
 
 
-def clear_cache(force: bool = False) -> tuple[list[Path], list[CacheEntry]]:
+@dataclass
+class CacheClear:
+    """What :func:`clear_cache` did."""
+
+    removed: list[Path]  # the files removed
+    bytes: int  # their size
+    kept: list[CacheEntry]  # the entries in use, left in place
+
+
+def clear_cache(force: bool = False) -> CacheClear:
     """Remove every entry of the ONNX cache not in use (``force``: those too, which a
-    running prediction may be about to open) -> ``(files removed, entries kept)``."""
+    running prediction may be about to open), and partial files left by killed writers."""
     with _locked() as held:
         entries, partials = _scan(cache_folder())
         now = time.time()
-        keep = [e for e in entries.values() if not force and now - e.last_used < IN_USE_S]
-        kept = {e.key for e in keep}
-        files = [f for e in entries.values() if e.key not in kept for f in e.files]
-        files += [p for p in partials if force or _age(p, now) > LEFTOVER_S]
         if not held and not force:
-            return [], list(entries.values())  # cannot order against claims: touch nothing
-        return _remove(files), keep
+            return CacheClear([], 0, list(entries.values()))  # cannot order against claims
+        kept = [e for e in entries.values() if not force and now - e.last_used < IN_USE_S]
+        gone = [e for e in entries.values() if e not in kept]
+        leftovers = [p for p in partials if force or _age(p, now) > LEFTOVER_S]
+        removed = _remove([f for e in gone for f in e.files] + leftovers)
+        return CacheClear(removed, sum(e.bytes for e in gone), kept)
