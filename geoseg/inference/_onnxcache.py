@@ -53,7 +53,11 @@ IN_USE_S = 600.0
 #: A ``.partial`` file untouched this long is left over from a killed writer.
 LEFTOVER_S = 3600.0
 
-_LOCK_TIMEOUT_S = 60.0
+_LOCK_TIMEOUT_S = 60.0  # the cache lock is held for a folder listing at a time
+
+#: How long an export waits for another process's export before it gives up (and
+#: ``auto`` runs torch).
+EXPORT_WAIT_S = 1800.0
 
 
 def cache_folder() -> Path:
@@ -134,14 +138,24 @@ def export_lock() -> Iterator[None]:
     """One export at a time among the processes sharing the cache: the second one waits and
     then finds the first one's file, instead of exporting the same checkpoint again.
 
-    Raises ``OSError`` when the cache folder cannot be created or written.
+    Raises ``OSError`` when the cache folder cannot be created or written, and
+    ``TimeoutError`` (one) when another process has held the lock for ``EXPORT_WAIT_S``.
     """
     import filelock
 
     folder = cache_folder()
     folder.mkdir(parents=True, exist_ok=True)
-    with filelock.FileLock(cache_dir() / "onnx.export.lock"):  # exports take seconds to a minute
+    lock = filelock.FileLock(cache_dir() / "onnx.export.lock", timeout=EXPORT_WAIT_S)
+    try:
+        lock.acquire()  # exports take seconds to a few minutes
+    except filelock.Timeout:
+        raise TimeoutError(
+            f"another process has been exporting for {EXPORT_WAIT_S / 60:.0f} minutes"
+        ) from None
+    try:
         yield
+    finally:
+        lock.release()
 
 
 def _scan(folder: Path) -> tuple[dict[str, CacheEntry], list[Path]]:
