@@ -66,6 +66,10 @@ class ModelError(GeosegError, ValueError):
     """A bad model spec or checkpoint, or a model that does not fit the data."""
 
 
+class ExportError(ModelError):
+    """A model that cannot be exported to ONNX, or whose export does not compute what it does."""
+
+
 class ConfigError(GeosegError, ValueError):
     """A workflow or training config with unknown keys or invalid values."""
 
@@ -102,6 +106,10 @@ class DataQuirkWarning(GeosegWarning):
 
 class CogWarning(GeosegWarning):
     """A COG that is valid but not optimal."""
+
+
+class BackendWarning(GeosegWarning):
+    """The inference backend ``auto`` chose could not be used; another one runs instead."""
 
 
 class MissingExtraError(GeosegError, ImportError):  # type: ignore[misc]  # both have a path

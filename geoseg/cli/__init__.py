@@ -24,7 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("geoseg.cli.demo", "Run the whole pipeline on a synthetic scene."),
     "data": ("geoseg.cli.data", "List and fetch the datasets of the catalog."),
     "predict": ("geoseg.cli.predict", "Predict a land-cover class map (COG) from scenes."),
-    "model": ("geoseg.cli.model", "Create, inspect and export model checkpoints."),
+    "model": ("geoseg.cli.model", "Create, inspect, export and ship model checkpoints."),
+    "cache": ("geoseg.cli.cache", "Show or clear the cached ONNX exports of models."),
     "train": ("geoseg.cli.train", "Train a model from a YAML config."),
     "evaluate": ("geoseg.cli.evaluate", "Score a model on a label set of the catalog."),
     "vectorize": ("geoseg.cli.vectorize", "Turn a class map into polygons (GPKG, FlatGeobuf, GeoJSON)."),
@@ -43,6 +44,29 @@ class _QuietTiffQuirk(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "Sum of Photometric type-related color channels" not in record.getMessage()
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """geoseg's own warnings as one line, ``geoseg: warning: ...``, like its errors.
+
+    Python would print two (the file and line of the ``warnings.warn`` call, then that
+    line of code), which say nothing to a user. Other libraries' warnings print as usual.
+    Python's default filter already shows each distinct warning once.
+    """
+    if issubclass(category, GeosegWarning):
+        click.echo(f"geoseg: warning: {message}", err=True)
+    else:
+        _PYTHON_SHOWWARNING(message, category, filename, lineno, file, line)
+
+
+_PYTHON_SHOWWARNING = warnings.showwarning
 
 
 class LazyGroup(click.Group):
@@ -115,6 +139,7 @@ def main(ctx: click.Context, verbose: int, debug: bool) -> None:
     """geoseg: map land cover over whole regions and track deforestation over time."""
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    warnings.showwarning = _show_warning
     ctx.obj["verbose"] = verbose
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")

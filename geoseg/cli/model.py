@@ -134,3 +134,34 @@ def record_domain_cmd(model: str, out: Path | None) -> None:
         check_writable(out)
     domain = record_domain(model, out)
     click.echo(f"{out or model}: {domain.describe()}")
+
+
+@command.command("ship")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("name")
+@click.option(
+    "--into",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The models folder [default: the package's geoseg/models/].",
+)
+@click.option("--replace", is_flag=True, help="Ship over a shipped model of that name (a retrained one).")
+def ship(checkpoint: Path, name: str, into: Path | None, replace: bool) -> None:
+    """Copy a trained CHECKPOINT into the shipped models as NAME.safetensors.
+
+    Training writes into its output folder, never here; shipping is this step. It writes a
+    model card stub (NAME.md) when there is none and prints the catalog entry to add to
+    data_catalog.yaml (with --replace: the sha256 to update in the existing entry).
+    """
+    from geoseg.training import ship_model
+
+    done = ship_model(checkpoint, name, into=into, replace=replace)
+    click.echo(f"{done.checkpoint}: {checkpoint} shipped as {name} (sha256 {done.sha256})")
+    if done.card_written:
+        click.echo(f"{done.card}: a model card stub; fill in what the model is for and how it was chosen")
+    else:
+        click.echo(f"{done.card}: kept; update its numbers")
+    click.echo(
+        f"\nthe catalog entry for data_catalog.yaml ({'update its sha256' if replace else 'add it'}):\n"
+    )
+    click.echo(done.entry)

@@ -59,8 +59,15 @@ def command(
             click.echo(f"{ev.step} ({ev.kind}): done in {ev.seconds:.1f} s")
         elif ev.status == "skipped":
             click.echo(f"{ev.step} ({ev.kind}): skipped, {ev.reason}")
-        else:
-            click.echo(f"{ev.step} ({ev.kind}): {ev.status}" + (f" ({ev.reason})" if ev.reason else ""))
+        else:  # a dry run's: would run / would skip, and the files the step writes
+            writes = (
+                f"; writes {_files(wf.out_dir, ev.products)}"
+                if ev.products and ev.status == "would run"
+                else ""
+            )
+            click.echo(
+                f"{ev.step} ({ev.kind}): {ev.status}" + (f" ({ev.reason})" if ev.reason else "") + writes
+            )
 
     try:
         result = run_workflow(
@@ -77,3 +84,14 @@ def command(
     width = max((len(k) for k in result.products), default=10)
     for label, path in result.products.items():
         click.echo(f"  {label:<{width}}  {path}")
+
+
+def _files(out_dir: Path, products: tuple[str, ...], most: int = 3) -> str:
+    """A step's files as a user finds them: from the current folder (absolute elsewhere)."""
+    here = Path.cwd()
+    shown = []
+    for rel in products[:most]:
+        p = out_dir / rel  # absolute products (a model outside the folder) stay as they are
+        shown.append(str(p.relative_to(here)) if p.is_relative_to(here) else str(p))
+    more = len(products) - most
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")

@@ -31,6 +31,17 @@ from geoseg.inference._model import (
     save_checkpoint,
 )
 from geoseg.inference._onnx import cpu_fingerprint, export_onnx, onnx_cache_path
+from geoseg.inference._onnxcache import (
+    CACHE_LIMIT_ENV,
+    IN_USE_S,
+    CacheClear,
+    CacheEntry,
+    CacheInfo,
+    cache_info,
+    clear_cache,
+    limit_bytes,
+    trim_cache,
+)
 from geoseg.inference._predictor import (
     Predictor,
     dihedral_mean,
@@ -75,6 +86,11 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ARCHITECTURES",
+    "CACHE_LIMIT_ENV",
+    "IN_USE_S",
+    "CacheClear",
+    "CacheEntry",
+    "CacheInfo",
     "LoadedModel",
     "ModelSpec",
     "PredictOptions",
@@ -85,16 +101,19 @@ __all__ = [
     "ValueDomain",
     "auto_batch_size",
     "build_model",
+    "cache_info",
     "canonical_arch",
     "check_encoder",
     "check_runs",
     "check_zoom",
+    "clear_cache",
     "connect",
     "cpu_fingerprint",
     "describe",
     "dihedral_mean",
     "export_onnx",
     "init_checkpoint",
+    "limit_bytes",
     "load_checkpoint",
     "make_spec",
     "module_logits",
@@ -114,6 +133,7 @@ __all__ = [
     "rewrite_spec",
     "save_checkpoint",
     "softmax",
+    "trim_cache",
     "write_classmap",
     "zoomed",
     "zoomed_size",

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -218,7 +217,7 @@ def _plan_and_run(
             # decide what ``auto`` means
             dev, be, n = resolve_on_workers(client, opts, scheduler or str(client.scheduler.address))
         if be == "onnx":
-            _ensure_onnx_export(model_path)  # once here, not racing in every worker
+            be = _ensure_onnx_export(model_path, opts.backend)  # once here, not racing in every worker
         grid = source.grid
         tiles = grid.tiles(opts.tile_size, opts.overlap)
         token = tokenize(
@@ -390,17 +389,12 @@ class _Outputs:
             self.probs.abort()
 
 
-_EXPORTING = threading.Lock()  # predict() calls of one process at once (a workflow's maps) export once
+def _ensure_onnx_export(model_path: Path, asked: str = "onnx") -> str:
+    """The backend the tasks run: ``onnx`` once the checkpoint's export is in the cache,
+    ``torch`` when it cannot be exported and ``asked`` is ``auto`` (a BackendWarning says so)."""
+    from geoseg.inference._onnx import onnx_or_torch
 
-
-def _ensure_onnx_export(model_path: Path) -> None:
-    from geoseg.inference._model import load_checkpoint
-    from geoseg.inference._onnx import export_onnx, onnx_cache_path
-
-    cached = onnx_cache_path(_model_record(model_path))
-    with _EXPORTING:
-        if not cached.exists():  # loading the torch model only when there is something to export
-            export_onnx(load_checkpoint(model_path), cached)
+    return onnx_or_torch(_model_record(model_path), asked)
 
 
 def _image_path(image: str | os.PathLike[str]) -> str | os.PathLike[str]:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from geoseg.errors import ModelError
+from geoseg.errors import BackendWarning, ExportError, ModelError
 from geoseg.inference._device import resolve_backend, resolve_device
 from geoseg.inference._model import LoadedModel, ModelSpec
 from geoseg.inference._onnx import _onnx_session
@@ -73,12 +74,24 @@ class Predictor:
     _amp_dtype: Any = None
 
     def __post_init__(self) -> None:
+        asked = self.backend
         self.device = resolve_device(self.device)
         self.backend = resolve_backend(self.backend, self.device)
         if self.backend == "onnx":
-            self._session = _onnx_session(self.model, self.device, self.threads)
-            return
+            try:
+                self._session = _onnx_session(self.model, self.device, self.threads)
+                return
+            except ExportError as exc:
+                if asked == "onnx":
+                    raise
+                warnings.warn(f"{exc}; predicting with torch instead", BackendWarning, stacklevel=3)
+                self.backend = "torch"
         import torch
+
+        if self.model.module is None:  # a record without its module (a worker's, for ONNX)
+            from geoseg.inference._model import load_checkpoint
+
+            self.model = load_checkpoint(self.model.path)
 
         if self.threads:
             torch.set_num_threads(self.threads)

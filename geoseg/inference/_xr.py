@@ -266,7 +266,7 @@ def predict_xr(
     dev = resolve_device(opts.device)
     be = resolve_backend(opts.backend, dev)
     if be == "onnx":
-        _ensure_onnx_export(model_path)  # once here, not racing in every task
+        be = _ensure_onnx_export(model_path, opts.backend)  # once here, not racing in every task
 
     height, width = da.shape[1], da.shape[2]
     grid = Grid((height, width), da.rio.transform(), da.rio.crs)

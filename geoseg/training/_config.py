@@ -115,6 +115,18 @@ class TrainConfig(Options):
         "confident pixels become labels.",
     )
 
+    @field_validator("out")
+    @classmethod
+    def _not_shipped(cls, value: str) -> str:
+        from geoseg.training._ship import is_shipped, models_dir
+
+        if is_shipped(value):
+            raise ValueError(
+                f"must not be inside the shipped models ({models_dir()}), got {value}; train into an "
+                "output folder, then ship the checkpoint with `geoseg model ship CHECKPOINT NAME`"
+            )
+        return value
+
     @field_validator("synthetic")
     @classmethod
     def _one_source(cls, value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
@@ -200,11 +212,12 @@ def _check_scene(params: dict[str, Any]) -> None:
         raise ValueError(f"is not a valid scene: {first_line(exc)}") from None
 
 
-def load_config(path: str | os.PathLike[str]) -> TrainConfig:
+def load_config(path: str | os.PathLike[str], base: str | os.PathLike[str] | None = None) -> TrainConfig:
     """A training config from YAML: a file's ``train`` section, or the whole file.
 
     Read by the one strict loader (``geoseg.yamlfile.read_yaml``: duplicate keys refused,
-    merge keys work); errors name the file and the key (``train.epochs``).
+    merge keys work); errors name the file and the key (``train.epochs``). ``base``: the
+    folder a relative ``out`` is in (a workflow's output folder); None: the current one.
     """
     from geoseg.yamlfile import read_yaml
 
@@ -217,4 +230,12 @@ def load_config(path: str | os.PathLike[str]) -> TrainConfig:
         raise ConfigError("train must be a mapping of training settings", path)
     # a workflow-style section may say what it is; neither key is a training setting
     body = {k: v for k, v in body.items() if k not in ("kind", "description")}
-    return TrainConfig.build(body, caller)
+    return TrainConfig.build(in_folder(body, base), caller)
+
+
+def in_folder(body: dict[str, Any], base: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """``body`` with a relative ``out`` put inside ``base`` (unchanged when base is None)."""
+    out = body.get("out")
+    if base is None or not isinstance(out, str) or os.path.isabs(os.path.expanduser(out)):
+        return body
+    return {**body, "out": os.path.join(os.fspath(base), out)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from geoseg.vector._areas import AreaModel, area_model
 from geoseg.vector._blockpass import block_windows, pixel_areas
 from geoseg.vector._formats import FORMATS, beside, output_driver, pmtiles_zooms
-from geoseg.vector._gpkg import LayerCopy, list_layers, merge_layers, read_provenance
+from geoseg.vector._gpkg import GPKG_VERSION, LayerCopy, list_layers, merge_layers, read_provenance
 from geoseg.vector._options import DEFAULT_LAYER, VectorizeOptions, VectorizeSettings
 from geoseg.vector._outputs import (
     GpkgBuilder,
@@ -33,6 +33,7 @@ from geoseg.vector._vectorize import VectorizeResult, vectorize, vectorize_style
 __all__ = [
     "DEFAULT_LAYER",
     "FORMATS",
+    "GPKG_VERSION",
     "AreaModel",
     "GpkgBuilder",
     "LayerCopy",

@@ -34,6 +34,22 @@ from typing import Any
 from geoseg.errors import OutputError
 from geoseg.vector._styles import STYLES_TABLE, LayerStyle, _now, write_styles
 
+#: The GeoPackage version of every file geoseg creates: 1.3, the newest that GDAL 3.6
+#: (Debian's ``ogrinfo``, the QGIS builds on it) opens without warning "This version of
+#: GeoPackage user_version=... (10400, v1.4.0) may only be partially supported". GDAL 3.10
+#: and later would write 1.4; the layers, tables and styles geoseg writes need nothing of it.
+GPKG_VERSION = "1.3"
+
+
+def gpkg_creation_options(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """pyogrio's keywords for a GeoPackage write to ``path``: the version when it creates the file.
+
+    A write into an existing file keeps that file's version (GDAL ignores creation
+    options there), so they are passed only when ``path`` does not exist yet.
+    """
+    return {} if os.path.exists(path) else {"dataset_options": {"VERSION": GPKG_VERSION}}
+
+
 PROVENANCE_URI = "https://github.com/geoseg/geoseg/blob/main/README.md#provenance"
 
 
@@ -146,7 +162,7 @@ def _copy_layer(src: Path, layer: str, dst: Path, new_name: str, metadata: Mappi
     info = pyogrio.read_info(str(src), layer=layer)
     meta, _, geometry, data = pyogrio.raw.read(str(src), layer=layer)
     merged = {**(info.get("layer_metadata") or {}), **metadata}
-    extra: dict[str, Any] = {} if dst.exists() else {"dataset_options": {"VERSION": "1.3"}}
+    extra = gpkg_creation_options(dst)
     pyogrio.raw.write(
         str(dst), geometry, data, list(meta["fields"]), layer=new_name, driver="GPKG",
         geometry_type=meta["geometry_type"], crs=meta["crs"], layer_metadata=merged or None,

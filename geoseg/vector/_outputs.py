@@ -44,6 +44,7 @@ from geoseg.vector._formats import (
     write_table,
     write_text_atomic,
 )
+from geoseg.vector._gpkg import gpkg_creation_options
 from geoseg.vector._styles import LayerStyle, write_styles
 
 PathLike = str | os.PathLike[str]
@@ -99,9 +100,7 @@ class GpkgBuilder:
         self.styles = list(styles)
 
     def _options(self) -> dict[str, Any]:
-        # GeoPackage 1.3, not GDAL 3.10's default 1.4, so GDAL 3.6 (Debian's ogrinfo, older
-        # QGIS) opens the file without a "may only be partially supported" warning.
-        return {} if self.tmp.exists() else {"dataset_options": {"VERSION": "1.3"}}
+        return gpkg_creation_options(self.tmp)  # GPKG_VERSION when this write creates the file
 
     def add_polygons(
         self,

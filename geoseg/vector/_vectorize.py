@@ -65,6 +65,7 @@ from geoseg.progress import Progress
 from geoseg.raster import read_classes
 from geoseg.vector._classmap import _check_classes, _class_names, load_class_table, open_class_map
 from geoseg.vector._formats import LayerFile, output_driver, pmtiles_zooms
+from geoseg.vector._gpkg import gpkg_creation_options
 from geoseg.vector._options import DEFAULT_LAYER, VectorizeOptions
 from geoseg.vector._polygonize import PolygonBatch, PolygonizeStats, polygonize_batches
 from geoseg.vector._seams import _Layout
@@ -155,6 +156,7 @@ class _LayerWriter:
         extra: dict[str, Any] = {}
         if self.driver == "GPKG" and not self.started:
             extra["layer_metadata"] = self.metadata
+            extra.update(gpkg_creation_options(self.tmp))  # GPKG_VERSION, as every writer's
         # The file is temporary until the rename, so SQLite need not fsync every commit
         # (3x faster appends); this is a process-wide GDAL option, restored right after.
         previous = pyogrio.get_gdal_config_option("OGR_SQLITE_SYNCHRONOUS")

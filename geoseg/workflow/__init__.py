@@ -5,7 +5,7 @@ from __future__ import annotations
 from geoseg.workflow._context import readable, stack_vrt
 from geoseg.workflow._demo import DemoOptions, DemoResult, run_demo
 from geoseg.workflow._kind import Kind, StepModel, kinds
-from geoseg.workflow._load import WorkflowFile, load_workflow
+from geoseg.workflow._load import WorkflowFile, load_workflow, output_folder
 from geoseg.workflow._runner import RunResult, StepEvent, check_out_dir, run_workflow
 from geoseg.workflow._spec import STATE_FILE, Item, Ref, Step, Workflow
 
@@ -25,6 +25,7 @@ __all__ = [
     "check_out_dir",
     "kinds",
     "load_workflow",
+    "output_folder",
     "readable",
     "run_demo",
     "run_workflow",

@@ -132,7 +132,8 @@ def _check_real_model(model: str) -> None:
         raise ModelError(
             f"model {model!r} is not in the catalog: the forest model is not shipped yet (it appears in "
             "geoseg/models/ and data_catalog.yaml once `geoseg run workflows/train_forest_amazon.yaml` has "
-            "trained it); pass --model NAME_OR_PATH to use another 3-band (red, green, blue) model"
+            "trained it and `geoseg model ship` shipped it); pass --model NAME_OR_PATH to use another "
+            "3-band (red, green, blue) model"
         )
 
 

@@ -93,8 +93,7 @@ def load_workflow(path: PathLike, out_dir: PathLike | None = None) -> Workflow:
     name = top.workflow or p.stem
     if not top.steps:
         raise ConfigError("steps must be a non-empty list of steps", p)
-    out = Path(out_dir) if out_dir is not None else Path(top.out_dir or Path("out") / name)
-    out = out.absolute()
+    out = _output_folder(out_dir, top.out_dir, name)
     gpkg = out / (top.gpkg or f"{slug(name)}.gpkg")
     if gpkg.suffix.lower() != ".gpkg" or gpkg.parent != out:
         raise ConfigError(f"gpkg must be a file name ending in .gpkg, got {top.gpkg!r}", p)
@@ -106,6 +105,28 @@ def load_workflow(path: PathLike, out_dir: PathLike | None = None) -> Workflow:
         p.absolute(), name, top.description, out, gpkg, steps, dask.workers, dask.scheduler,
         sha256_file(p),
     )  # fmt: skip
+
+
+def _output_folder(given: PathLike | None, in_file: str | None, name: str) -> Path:
+    """The run's output folder: ``given`` (``--out-dir``), else the file's ``out_dir``, else
+    ``out/<workflow name>``; relative to the current folder, made absolute."""
+    return (Path(given) if given is not None else Path(in_file or Path("out") / name)).absolute()
+
+
+def output_folder(path: PathLike) -> Path:
+    """The output folder ``geoseg run FILE`` writes into, read from the file without planning it.
+
+    ``geoseg train FILE`` puts a relative ``out`` there too, so both commands write a
+    training file's model to the same place. A file that is not a workflow (a bare
+    training config) has ``out/<file stem>``.
+    """
+    p = Path(path)
+    doc = read_yaml(p, what="workflow file")
+    if isinstance(doc, dict) and ("steps" in doc or "train" in doc):
+        in_file, name = doc.get("out_dir"), doc.get("workflow") or p.stem
+        if isinstance(in_file, str | None) and isinstance(name, str):
+            return _output_folder(None, in_file, name)
+    return _output_folder(None, None, p.stem)
 
 
 def plan_step(planner: Planner, raw: Any, index: int) -> Step:

@@ -216,7 +216,17 @@ def run_workflow(
                 )
             if reason:
                 changed.add(step.name)
-            emit(StepEvent(step.name, step.kind, "would run" if reason else "would skip", reason=reason))
+            # the files it would write (a train step's model: where, before hours of training)
+            files = tuple(_rel(i.path, out) for items in step.outputs.values() for i in items)
+            emit(
+                StepEvent(
+                    step.name,
+                    step.kind,
+                    "would run" if reason else "would skip",
+                    reason=reason,
+                    products=files,
+                )
+            )
         result.seconds = time.perf_counter() - t0
         return result
 

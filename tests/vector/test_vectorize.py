@@ -3,6 +3,7 @@ areas, output formats, a real Dask cluster, and bad input."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -26,7 +27,15 @@ from scipy import ndimage
 from geoseg.classes import ClassInfo
 from geoseg.cli import main
 from geoseg.raster import class_tags
-from geoseg.vector import PolygonizeStats, polygonize_frame, read_styles, vectorize
+from geoseg.vector import (
+    GPKG_VERSION,
+    LayerCopy,
+    PolygonizeStats,
+    merge_layers,
+    polygonize_frame,
+    read_styles,
+    vectorize,
+)
 
 BIN = Path(sys.executable).parent
 UTM = Affine(10, 0, 500_000, 0, -10, 9_000_000)  # 10 m pixels: 1 pixel = 100 m² = 0.01 ha
@@ -395,6 +404,32 @@ def test_existing_geopackage_is_safe(tmp_path: Path) -> None:
         pyogrio.read_info(gpkg, layer="second")["features"]
         == pyogrio.read_info(gpkg, layer="first")["features"]
     )
+
+
+def gpkg_version(path: Path) -> int:
+    """The GeoPackage version a file declares (``PRAGMA user_version``: 10300 for 1.3)."""
+    with sqlite3.connect(path) as db:
+        return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def test_every_geopackage_writer_makes_one_version(tmp_path: Path) -> None:
+    """vectorize's layer writer and the workflow's layer merge write GPKG_VERSION (the change
+    command's GpkgBuilder: tests/temporal), which Debian's ogrinfo (GDAL 3.6) opens silently."""
+    path = write(tmp_path / "c.tif", fragmented(40, 40, seed=6), nodata=255)
+    assert GPKG_VERSION == "1.3"
+    vectorize(path, tmp_path / "v.gpkg", workers=0)
+    vectorize(path, tmp_path / "v.gpkg", layer="again", workers=0)  # a layer added to the file
+    merge_layers(tmp_path / "m.gpkg", [LayerCopy(tmp_path / "v.gpkg", "landcover", "lc", {"step": "t"})])
+    for name in ("v.gpkg", "m.gpkg"):
+        assert gpkg_version(tmp_path / name) == 10300, name
+    if shutil.which("ogrinfo") is None:
+        pytest.skip("GDAL command-line tools (gdal-bin) are not installed")
+    for name in ("v.gpkg", "m.gpkg"):
+        p = subprocess.run(
+            ["ogrinfo", "-so", str(tmp_path / name)], capture_output=True, text=True, timeout=60
+        )
+        assert p.returncode == 0 and "(Polygon)" in p.stdout, p.stderr
+        assert "partially supported" not in p.stderr, p.stderr
 
 
 # --------------------------------------------------------------------------------------

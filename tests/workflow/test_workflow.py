@@ -361,6 +361,74 @@ def test_training_configs_are_workflows(shared_data: Path, tmp_path: Path, name:
     assert not (tmp_path / "out").exists()
 
 
+TRAINING = {
+    "train_demo": "demo-synthetic",
+    "train_forest_amazon": "forest-s2-rgb",
+    "train_forest_amazon_fast": "forest-s2-rgb-fast",
+    "train_landcover_nc": "landcover-nc-landsat7",
+}
+
+
+@pytest.mark.parametrize("name", sorted(TRAINING))
+def test_training_workflows_write_into_their_output_folder(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """From the checkout's root, as the issue found it: the model goes to out/<workflow>/,
+    never over the shipped one, and --dry-run says where before any work."""
+    from click.testing import CliRunner
+
+    from geoseg.cli import main
+    from geoseg.training import is_shipped
+
+    model = TRAINING[name]
+    wf = load_workflow(REPO / "workflows" / f"{name}.yaml", tmp_path / "out")
+    (step,) = wf.steps
+    assert step.spec.out == str(tmp_path / "out" / f"{model}.safetensors")
+    assert not is_shipped(step.spec.out)
+    (event,) = run_workflow(wf, dry_run=True).events
+    assert event.products == (f"{model}.safetensors",)
+    monkeypatch.chdir(REPO)  # the default output folder, relative to the checkout's root
+    existed = (REPO / "out" / name).exists()
+    default = load_workflow(Path("workflows") / f"{name}.yaml")
+    assert default.steps[0].spec.out == str(REPO / "out" / name / f"{model}.safetensors")
+    r = CliRunner().invoke(main, ["run", f"workflows/{name}.yaml", "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert f"train (train): would run (never run here); writes out/{name}/{model}.safetensors" in r.output
+    assert (REPO / "out" / name).exists() == existed  # a dry run writes nothing
+
+
+def test_a_train_step_into_the_shipped_models_is_refused_at_load(tmp_path: Path) -> None:
+    from geoseg.data import MODELS_DIR
+
+    shipped = MODELS_DIR / "forest-s2-rgb.safetensors"
+    before = shipped.stat().st_mtime_ns
+    step = {"name": "retrain", "kind": "train", "dataset": "amazon-s2-rgb", "epochs": 1}
+    cases = [  # (the workflow, its output folder given as --out-dir would be)
+        ({"steps": [{**step, "out": str(shipped)}]}, tmp_path / "out"),
+        ({"steps": [{**step, "out": str(MODELS_DIR / "new.safetensors")}]}, tmp_path / "out"),
+        ({"train": {"out": str(shipped), "dataset": "amazon-s2-rgb"}}, tmp_path / "out"),
+        ({"steps": [{**step, "out": "forest-s2-rgb.safetensors"}]}, MODELS_DIR),  # a relative out, there
+        ({"out_dir": str(MODELS_DIR), "steps": [{**step, "out": "forest-s2-rgb.safetensors"}]}, None),
+    ]
+    for doc, out_dir in cases:
+        path = write_workflow(tmp_path / "wf.yaml", {"workflow": "retrain", **doc})
+        with pytest.raises(
+            ConfigError, match=r"steps\[0\]\.out must not be inside the shipped models"
+        ) as err:
+            load_workflow(path, out_dir)
+        assert "\n" not in str(err.value) and "geoseg model ship CHECKPOINT NAME" in str(err.value)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"train": {"out": str(shipped), "dataset": "amazon-s2-rgb"}}))
+    path = write_workflow(
+        tmp_path / "wf.yaml",
+        {"workflow": "retrain", "steps": [{"name": "t", "kind": "train", "config": str(config)}]},
+    )
+    with pytest.raises(ConfigError, match=r"config\.yaml: train\.out must not be inside the shipped models"):
+        load_workflow(path, tmp_path / "out")
+    assert shipped.stat().st_mtime_ns == before and not (MODELS_DIR / "new.safetensors").exists()
+    assert not (tmp_path / "out").exists()
+
+
 def test_self_training_teacher_is_a_fingerprinted_input(shared_data: Path, tmp_path: Path) -> None:
     """pseudo_labels.teacher names an earlier train step (run first), a catalog model or a file."""
     from geoseg.errors import CatalogError

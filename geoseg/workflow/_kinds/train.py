@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 
 class TrainStep(StepModel):
-    # the inline keys are the training config's own, checked by its model in plan()
+    # the inline keys are the training config's own, checked by its model in plan(); a
+    # relative out is in the workflow's output folder, like every other step's output
     model_config = ConfigDict(extra="allow")
 
     kind: Literal["train"] = "train"
@@ -29,7 +30,7 @@ class TrainStep(StepModel):
 def plan(planner: Planner, step: Step, spec: Any, where: str) -> Step:
     from geoseg.data import LabelSetEntry
     from geoseg.files import check_writable
-    from geoseg.training import TrainConfig, load_config
+    from geoseg.training import TrainConfig, in_folder, load_config
 
     body = dict(spec.model_extra or {})
     if spec.config is not None:
@@ -38,9 +39,10 @@ def plan(planner: Planner, step: Step, spec: Any, where: str) -> Step:
                 f"{where}: give either config or inline train keys, not both ({sorted(body)[0]})",
                 planner.path,
             )
-        cfg = load_config(spec.config)
+        cfg = load_config(spec.config, base=planner.out)
     else:
-        cfg = TrainConfig.build(body, InFile(planner.path, where))
+        # refused at once when it names a shipped model (geoseg/models/): shipping is `geoseg model ship`
+        cfg = TrainConfig.build(in_folder(body, planner.out), InFile(planner.path, where))
     if cfg.dataset is not None:
         entry = planner.entry(cfg.dataset, where, "dataset")
         if not isinstance(entry, LabelSetEntry):
@@ -48,8 +50,9 @@ def plan(planner: Planner, step: Step, spec: Any, where: str) -> Step:
                 f"{where}: dataset {cfg.dataset!r} is a {entry.kind}, not a labelset", planner.path
             )
         entry.require()
-    check_writable(cfg.out)  # its folder exists and is writable: checked now, not after the data loads
     model = Path(cfg.out).absolute()
+    if not model.is_relative_to(planner.out):  # the output folder is checked (and made) by the runner
+        check_writable(cfg.out)  # its folder exists and is writable: checked now, not after the data loads
     params = {"config": cfg.model_dump(mode="json")}
     refs: dict[str, tuple[Ref, ...]] = {}
     if cfg.pseudo_labels is not None:
@@ -65,6 +68,9 @@ def plan(planner: Planner, step: Step, spec: Any, where: str) -> Step:
 def run(ctx: Context) -> Outcome:
     from geoseg.training import train
 
+    model = Path(ctx.step.spec.out).absolute()
+    if model.is_relative_to(ctx.workflow.out_dir):  # e.g. out: models/forest.safetensors
+        model.parent.mkdir(parents=True, exist_ok=True)
     result = train(ctx.step.spec, progress=ctx.progress)
     return Outcome(summary={"validation": result.scores.as_dict(), "epochs": len(result.history)})
 
