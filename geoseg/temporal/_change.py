@@ -352,7 +352,17 @@ def detect_change(
                 if enc.dtype == "uint8":
                     cog = class_map_writer(cog_path, maps.grid, change_classes(maps.classes), tags)
                 else:
-                    cog = RasterWriter(cog_path, maps.grid, 1, "uint16", enc.nodata, tags=tags)
+                    # no colour table (a 16-bit TIFF palette has 65,536 entries): the codes
+                    # present are named and coloured in the legend sidecars instead
+                    cog = RasterWriter(
+                        cog_path,
+                        maps.grid,
+                        1,
+                        "uint16",
+                        enc.nodata,
+                        tags=tags,
+                        legend=change_classes(maps.classes),
+                    )
                 writers.append(cog)
             sel_raster = (
                 outputs.temp_raster("selected.tif", maps.grid, enc.dtype, enc.nodata)

@@ -35,7 +35,7 @@ from geoseg.vector import (
     area_model,
     block_windows,
     check_outputs,
-    loss_year_palette,
+    loss_year_legend,
     loss_year_style,
     min_area_filter,
     pixel_areas,
@@ -337,7 +337,9 @@ def track_loss(
                         **(tags or {}),  # e.g. a workflow's provenance record
                     },
                     band_descriptions=["loss_year"],
-                    colormap=loss_year_palette(years[1:]),
+                    # named and coloured in the legend sidecars, the years present only: a
+                    # 16-bit TIFF palette has 65,536 entries (91 % of the Pucallpa file)
+                    legend=loss_year_legend(years[1:]),
                 )  # fmt: skip
                 writers.append(ly)
             want_polygons = out_path is not None
