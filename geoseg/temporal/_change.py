@@ -304,7 +304,7 @@ def detect_change(
         raise ConfigError("report_dir needs a report writer (geoseg.change writes one)")
     block_size, min_area_ha = opts.block_size, opts.min_area_ha
     inputs = [before, after]
-    maps = align_maps(inputs, reference=reference)
+    maps = align_maps(inputs, reference=reference, legend=opts.legend_entries(), legend_file=opts.legend)
     n = maps.n_classes
     enc = ChangeEncoding(n)
     froms = resolve_classes(opts.from_classes, maps.classes, "from class", str(before))

@@ -300,7 +300,9 @@ def track_loss(
         )
     parsed = check_dates(list(dates), len(maps))
     k = check_persist(persist, len(maps))
-    aligned = align_maps(maps, reference=reference, dates=list(dates))
+    aligned = align_maps(
+        maps, reference=reference, dates=list(dates), legend=opts.legend_entries(), legend_file=opts.legend
+    )
     wanted = list(opts.forest)
     forest_idx = resolve_classes(wanted, aligned.classes, "forest class", str(maps[0]))
     if not wanted:

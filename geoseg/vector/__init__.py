@@ -5,7 +5,7 @@ from __future__ import annotations
 from geoseg.vector._areas import AreaModel, area_model
 from geoseg.vector._blockpass import block_windows, pixel_areas
 from geoseg.vector._gpkg import LayerCopy, list_layers, merge_layers, read_provenance
-from geoseg.vector._options import DEFAULT_LAYER, VectorizeOptions, VectorizeSettings
+from geoseg.vector._options import DEFAULT_LAYER, LegendOptions, VectorizeOptions, VectorizeSettings
 from geoseg.vector._outputs import (
     GpkgBuilder,
     ScratchRaster,
@@ -34,6 +34,7 @@ __all__ = [
     "GpkgBuilder",
     "LayerCopy",
     "LayerStyle",
+    "LegendOptions",
     "PolygonizeStats",
     "ScratchRaster",
     "StagedOutputs",
