@@ -132,7 +132,7 @@ def digest_tree(folder: Path, out: Path) -> dict[str, Any]:
             found[rel] = raster_digest(p, out)
         elif suffix == ".gpkg":
             found[rel] = gpkg_digest(p, out)
-        elif suffix in (".json", ".html", ".yaml", ".txt", ".csv", ".qml"):
+        elif suffix in (".json", ".html", ".yaml", ".txt", ".csv", ".qml", ".xml"):  # .xml: legend sidecars
             found[rel] = text_digest(p, out)
         elif suffix == ".png":
             found[rel] = _sha(p.read_bytes())

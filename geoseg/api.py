@@ -244,6 +244,11 @@ def track(
         raise ConfigError(
             "bands and classified only apply when the maps are imagery to classify (--spectral)"
         )
+    if opts.classify is not None and (opts.classes or opts.legend):
+        raise ConfigError(
+            "classes and legend name the classes of class maps; the spectral baseline's are "
+            "forest, non-forest and water (--forest forest)"
+        )
     check_outputs(out, loss_year, report_dir, paths)
     imagery = None
     work: Path | None = None

@@ -60,6 +60,43 @@ def _ids_or_names(value: Any) -> Any:
 Labels = Annotated[tuple[str, ...], BeforeValidator(_ids_or_names)]
 
 
+def _class_pairs(value: Any) -> Any:
+    """``"1=forest,2=cropland"``, its pieces, ``{1: "forest"}`` or (id, name) pairs ->
+    ``((1, "forest"), (2, "cropland"))``; anything else is left for the type check."""
+    if isinstance(value, Mapping):
+        value = [(k, v) for k, v in value.items()]
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, (list, tuple)):
+        return value
+    out: list[tuple[int, str]] = []
+    for item in value:
+        if isinstance(item, str):
+            if not item.strip():
+                continue
+            left, sep, right = item.partition("=")
+            item = (left.strip(), right.strip()) if sep else item
+        elif hasattr(item, "id") and hasattr(item, "name"):  # a ClassInfo
+            item = (item.id, item.name)
+        if not (isinstance(item, (list, tuple)) and len(item) == 2):
+            raise ValueError(f": {item!r} is not ID=NAME (e.g. 1=forest,2=cropland)")
+        key: Any = item[0]
+        name = item[1]
+        if isinstance(key, str) and key.lstrip("-").isdigit():
+            key = int(key)
+        if not isinstance(key, int) or isinstance(key, bool) or not str(name).strip():
+            raise ValueError(f": {'='.join(map(str, item))!r} is not ID=NAME (e.g. 1=forest,2=cropland)")
+        out.append((key, str(name).strip()))
+    ids = [k for k, _ in out]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f": names class {next(i for i in ids if ids.count(i) > 1)} twice")
+    return tuple(out)
+
+
+#: Class names by id: ``1=forest,2=cropland`` (pieces, a mapping or pairs from Python).
+ClassPairs = Annotated[tuple[tuple[int, str], ...], BeforeValidator(_class_pairs)]
+
+
 def option(
     default: Any = ...,
     help: str = "",

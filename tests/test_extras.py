@@ -70,7 +70,9 @@ def test_vectorize_change_and_track_need_no_models(maps: tuple[Path, Path], tmp_
     r = geoseg("track", str(before), str(after), "--forest", "forest", "--out", "t.gpkg", "--workers", "0",
                cwd=tmp_path)  # fmt: skip
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.gpkg", "c.tif", "lc.gpkg", "t.gpkg"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "c.gpkg", "c.qml", "c.tif", "c.tif.aux.xml", "lc.gpkg", "t.gpkg",
+    ]  # fmt: skip
 
 
 def test_predict_without_the_extra_is_one_line(

@@ -54,7 +54,7 @@ from geoseg.data._scene import (
 from geoseg.errors import ConfigError, OutputError, WindowError
 from geoseg.files import check_writable, partial_path
 from geoseg.progress import Progress, report
-from geoseg.raster import GDAL_ENV, PixelWindow, class_map_writer
+from geoseg.raster import GDAL_ENV, PixelWindow, class_map_writer, remove_raster
 
 # Mean surface reflectance per class (rows) and band (columns: blue .. swir2), typical of
 # Sentinel-2 L2A over the Amazon: forest dark in red, bright in NIR; sediment-laden river
@@ -382,6 +382,6 @@ def write_scene(
         if truth_writer is not None:
             truth_writer.abort()
         if truth_done and truth is not None:
-            truth.unlink(missing_ok=True)  # no half-made pair: the truth goes with the scene
+            remove_raster(truth)  # no half-made pair: the truth goes with the scene
         raise
     return out

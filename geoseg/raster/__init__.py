@@ -1,7 +1,9 @@
-"""Rasters: the grid and its tiles; open, validate, stack and read any GDAL source; the class-map COG writer."""
+"""Rasters: the grid and its tiles; open, validate, stack and read any GDAL source; class tables and legends; the class-map COG writer."""
 
 from __future__ import annotations
 
+from geoseg.raster._classfiles import LegendEntry, load_legend, parse_colour
+from geoseg.raster._classtable import ClassTable, class_values, find_classes, sample_values
 from geoseg.raster._cog import validate_cog
 from geoseg.raster._grid import MAX_TILE, Grid, PixelWindow, Tile, batch_tiles, crs_equal, iter_tiles
 from geoseg.raster._mosaic import Mosaic, open_region
@@ -15,6 +17,7 @@ from geoseg.raster._read import (
     open_raster,
     read_window,
 )
+from geoseg.raster._sidecars import move_raster, remove_raster, sidecar_paths
 from geoseg.raster._stack import write_stack_vrt
 from geoseg.raster._write import RasterWriter, class_map_writer, class_tags, read_classes
 
@@ -23,7 +26,9 @@ __all__ = [
     "KEPT_PER_THREAD",
     "MAX_TILE",
     "BandRef",
+    "ClassTable",
     "Grid",
+    "LegendEntry",
     "Mosaic",
     "PixelWindow",
     "RasterSource",
@@ -32,14 +37,22 @@ __all__ = [
     "batch_tiles",
     "class_map_writer",
     "class_tags",
+    "class_values",
     "close_kept",
     "crs_equal",
+    "find_classes",
     "iter_tiles",
     "kept_dataset",
+    "load_legend",
+    "move_raster",
     "open_raster",
     "open_region",
+    "parse_colour",
     "read_classes",
     "read_window",
+    "remove_raster",
+    "sample_values",
+    "sidecar_paths",
     "validate_cog",
     "write_stack_vrt",
 ]

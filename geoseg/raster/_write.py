@@ -1,4 +1,9 @@
-"""The class-map COG and other rasters written window by window, then copied to a COG."""
+"""The class-map COG and other rasters written window by window, then copied to a COG.
+
+A raster with a legend (a class map's classes, or named values such as loss years) also
+gets the sidecars GIS read names from (:mod:`geoseg.raster._sidecars`): the values it
+holds are counted from the finished raster, so the legend lists only those.
+"""
 
 from __future__ import annotations
 
@@ -20,8 +25,10 @@ from geoseg.errors import (
     first_line,
 )
 from geoseg.files import atomic_output, partial_path
+from geoseg.raster._classtable import classes_from_tags
 from geoseg.raster._grid import Grid, PixelWindow
 from geoseg.raster._read import GDAL_ENV, _open
+from geoseg.raster._sidecars import commit_sidecars, discard_sidecars, stage_legend
 
 COG_BLOCK = 512
 
@@ -42,6 +49,11 @@ class RasterWriter:
     Windows go into a tiled temporary GeoTIFF; ``finish()`` has GDAL's COG driver copy it
     block by block (overviews, compression) to a second temporary file, which is renamed
     to ``path``. Memory never holds the whole raster. ``abort()`` removes everything.
+
+    ``classes`` makes it a class map (names and colours in its metadata, its colour
+    table); ``legend`` only names values (loss years): both give the raster the legend
+    sidecars of the values it holds. A colour table is written for 8-bit rasters only:
+    a TIFF palette has 2^bits entries, 65,536 for 16-bit ones.
     """
 
     path: Path
@@ -53,7 +65,8 @@ class RasterWriter:
     tags: dict[str, str] = field(default_factory=dict)
     band_descriptions: Sequence[str] | None = None
     resampling: str = "MODE"  # overviews of class maps must not invent classes
-    colormap: dict[int, tuple[int, int, int, int]] | None = None  # for non-class rasters (loss year)
+    colormap: dict[int, tuple[int, int, int, int]] | None = None  # an explicit colour table
+    legend: Sequence[ClassInfo] | None = None  # named values of a raster that is not a class map
     _ds: Any = None
 
     def __post_init__(self) -> None:
@@ -81,7 +94,8 @@ class RasterWriter:
         try:
             with rasterio.Env(**GDAL_ENV, GDAL_CACHEMAX=WRITE_CACHE_BYTES):
                 self._ds = rasterio.open(self._stage, "w", **profile)
-                table = colour_table(self.classes) if self.classes else self.colormap
+                named = self._legend() if self.dtype == "uint8" else None
+                table = colour_table(named) if named else self.colormap
                 if table:
                     # before any block reaches the file: libtiff cannot change the
                     # photometric interpretation (palette) once blocks are written
@@ -117,7 +131,10 @@ class RasterWriter:
         with rasterio.Env(GDAL_CACHEMAX=WRITE_CACHE_BYTES):
             ds.close()
         self._ds = None
+        staged: list[tuple[Path, Path]] = []
         try:
+            legend = self._legend()
+            counts = self._value_counts() if legend else {}
             with rasterio.Env(**GDAL_ENV, GDAL_CACHEMAX=WRITE_CACHE_BYTES), atomic_output(self.path) as tmp:
                 rio_copy(
                     self._stage,
@@ -131,9 +148,42 @@ class RasterWriter:
                     NUM_THREADS="ALL_CPUS",
                     BIGTIFF="IF_SAFER",
                 )
+                try:
+                    staged = stage_legend(self.path, legend or [], counts)
+                except OSError as exc:
+                    raise OutputError(f"cannot be written ({first_line(exc)})", self.path) from exc
+            commit_sidecars(self.path, staged)
+        except BaseException:
+            discard_sidecars(staged)
+            raise
         finally:
             self._stage.unlink(missing_ok=True)
         return self.path
+
+    def _legend(self) -> list[ClassInfo] | None:
+        if self.count != 1:
+            return None
+        named = self.classes or self.legend
+        return list(named) if named else None
+
+    def _value_counts(self) -> dict[int, int]:
+        """Pixels per valid value of the staged raster, read block by block."""
+        counts: dict[int, int] = {}
+        with rasterio.Env(**GDAL_ENV), rasterio.open(self._stage) as ds:
+            for _, window in ds.block_windows(1):
+                values = ds.read(1, window=window)
+                if self.nodata is not None:
+                    values = values[values != self.nodata]
+                if values.dtype.kind == "u" and values.dtype.itemsize <= 2:
+                    hist = np.bincount(values.ravel())
+                    nonzero = np.flatnonzero(hist)
+                    pairs = zip(nonzero.tolist(), hist[nonzero].tolist(), strict=True)
+                else:
+                    uniq, n = np.unique(values, return_counts=True)
+                    pairs = zip(uniq.tolist(), n.tolist(), strict=True)
+                for v, n in pairs:
+                    counts[int(v)] = counts.get(int(v), 0) + int(n)
+        return counts
 
     def abort(self) -> None:
         if self._ds is not None:
@@ -165,7 +215,8 @@ def class_map_writer(
 def colour_table(classes: Sequence[ClassInfo]) -> dict[int, tuple[int, int, int, int]]:
     table = {i: (0, 0, 0, 0) for i in range(256)}
     for c in classes:
-        table[c.id] = (*c.colour, 255)
+        if 0 <= c.id < 256:
+            table[c.id] = (*c.colour, 255)
     table[CLASS_NODATA] = (0, 0, 0, 0)
     return table
 
@@ -182,15 +233,10 @@ def class_tags(classes: Sequence[ClassInfo]) -> dict[str, str]:
 
 
 def read_classes(path: str | os.PathLike[str]) -> list[ClassInfo]:
-    """The class table stored in a class map by ``class_tags`` (or its colour table)."""
-    import json
+    """The class table stored in a class map by ``class_tags`` ([] when it has none).
 
+    Only geoseg's own metadata: :func:`find_classes` also reads the names other tools
+    write (raster attribute tables, category names, QGIS styles).
+    """
     with _open(path) as ds:
-        tags = ds.tags()
-        if "GEOSEG_CLASSES" in tags:
-            return [
-                ClassInfo(int(c["id"]), str(c["name"]), tuple(c["colour"]))
-                for c in json.loads(tags["GEOSEG_CLASSES"])
-            ]
-        named = {int(k[6:]): v for k, v in tags.items() if k.startswith("CLASS_") and k[6:].isdigit()}
-        return [ClassInfo(i, n, default_colour(i)) for i, n in sorted(named.items())]
+        return classes_from_tags(ds.tags())

@@ -9,6 +9,13 @@ reprojected copy of the whole map is made. Maps whose extents do not overlap the
 reference are refused before any work. Pixels that are nodata in a map, outside it, or
 hold a value missing from the class table, are invalid for that date.
 
+Any single-band integer raster is a class map. Its classes are named by geoseg's
+metadata, a raster attribute table, category names or a QGIS style beside it
+(:func:`geoseg.raster.find_classes`), with a legend the user gives over them; maps
+must not name one id differently. A map that geoseg did not write may hold values its
+names leave out (or have no names at all), so its values are found first, block by block,
+and the ones nothing names become classes named by their ids ("3").
+
 The small parsers the CLI and workflows share with :mod:`geoseg.change` and
 :mod:`geoseg.track` (class names or ids, dates) live here too: they check arguments
 against the maps' class table and dates."""
@@ -27,7 +34,18 @@ from rasterio.enums import Resampling
 
 from geoseg.classes import CLASS_NODATA, ClassInfo
 from geoseg.errors import BadRasterError, ConfigError, GridMismatchError, MissingFileError
-from geoseg.raster import GDAL_ENV, Grid, PixelWindow, RasterSource, open_raster, read_classes, read_window
+from geoseg.raster import (
+    GDAL_ENV,
+    ClassTable,
+    Grid,
+    LegendEntry,
+    PixelWindow,
+    RasterSource,
+    class_values,
+    find_classes,
+    open_raster,
+    read_window,
+)
 
 PathLike = str | os.PathLike[str]
 
@@ -92,12 +110,12 @@ def _open_class_map(path: PathLike) -> RasterSource:
     return src
 
 
-def _class_key(classes: Sequence[ClassInfo]) -> list[tuple[int, str]]:
-    return sorted((c.id, c.name) for c in classes)
-
-
 def _describe_classes(classes: Sequence[ClassInfo]) -> str:
     return ", ".join(f"{c.id}={c.name}" for c in sorted(classes, key=lambda c: c.id))
+
+
+#: at most this many classes: a uint8 class map's values besides nodata
+MAX_CLASSES = 255
 
 
 def align_maps(
@@ -105,13 +123,17 @@ def align_maps(
     reference: PathLike | Grid | int | None = None,
     dates: Sequence[str] | None = None,
     classes: Sequence[ClassInfo] | None = None,
+    legend: Sequence[LegendEntry] | None = None,
+    legend_file: PathLike | None = None,
 ) -> AlignedMaps:
-    """Validate class maps and put them on one grid (no pixels are read).
+    """Validate class maps and put them on one grid (only maps geoseg did not write are read).
 
     ``reference``: the index of one of the maps (default 0), the path of any raster whose
-    grid to use, or a ``Grid``. Every map must hold the same class table (ids and names) in
-    its metadata; a map without one inherits the others'. ``classes`` overrides them all.
-    Raises ``GridMismatchError`` for a map that does not overlap the reference grid.
+    grid to use, or a ``Grid``. The class table is what the maps name (they must not name
+    one id differently), with ``legend`` over it (from ``legend_file`` when given: then
+    every value the maps hold must be named), and the values nothing names named by
+    their ids; ``classes`` instead overrides it all. Raises ``GridMismatchError`` for a
+    map that does not overlap the reference grid.
     """
     if not paths:
         raise ConfigError("no class maps given")
@@ -128,28 +150,12 @@ def align_maps(
         grid, ref_name = ref_src.grid, str(reference)
 
     if classes is None:
-        tables = [(s.paths[0], read_classes(s.paths[0])) for s in sources]
-        named = [(p, t) for p, t in tables if t]
-        if not named:
-            raise BadRasterError(
-                "has no class table (no GEOSEG_CLASSES or CLASS_<id> metadata); add one, e.g. "
-                f"`gdal_edit.py -mo CLASS_0=forest -mo CLASS_1=non-forest {sources[0].paths[0]}`",
-                sources[0].paths[0],
-            )
-        first_path, first = named[0]
-        for p, t in named[1:]:
-            if _class_key(t) != _class_key(first):
-                raise BadRasterError(
-                    f"has classes {_describe_classes(t)} but {first_path} has {_describe_classes(first)}; "
-                    "change is only defined between maps with the same class table",
-                    p,
-                )
-        classes = first
+        classes = _class_table(sources, legend, legend_file)
     classes = sorted(classes, key=lambda c: c.id)
     if len({c.id for c in classes}) != len(classes):
         raise ConfigError("the class table lists a class id twice")
-    if len(classes) > 255:
-        raise ConfigError(f"{len(classes)} classes: at most 255 are supported")
+    if len(classes) > MAX_CLASSES:
+        raise ConfigError(f"{len(classes)} classes: at most {MAX_CLASSES} are supported")
 
     maps = []
     for k, src in enumerate(sources):
@@ -158,6 +164,51 @@ def align_maps(
             _check_overlap(src, grid, ref_name)
         maps.append(ClassMap(src, warp, dates[k] if dates is not None else None))
     return AlignedMaps(grid, tuple(classes), tuple(maps))
+
+
+def _class_table(
+    sources: Sequence[RasterSource], legend: Sequence[LegendEntry] | None, legend_file: PathLike | None
+) -> list[ClassInfo]:
+    """The classes of several maps: their names merged, the legend over them, unnamed values by id."""
+    named: dict[int, tuple[ClassInfo, str]] = {}  # id -> class, the map that named it
+    palette: dict[int, tuple[int, int, int]] = {}
+    values: set[int] = set()
+    for src in sources:
+        path = src.paths[0]
+        own = find_classes(path)
+        table = own.with_legend(legend)
+        for c in table.classes:
+            seen = named.get(c.id)
+            if seen is not None and seen[0].name != c.name:
+                raise BadRasterError(
+                    f"names class {c.id} {c.name!r} but {seen[1]} names it {seen[0].name!r} "
+                    f"(it has classes {_describe_classes(table.classes)}); change is only defined between maps "
+                    "with the same class table: give one legend for all with --legend or --classes",
+                    path,
+                )
+            named.setdefault(c.id, (c, path))
+        for k, v in own.palette.items():
+            palette.setdefault(k, v)
+        if not own.from_geoseg:  # geoseg's own maps hold only the classes of their table
+            found = class_values(src, MAX_CLASSES)
+            if len(found) > MAX_CLASSES:
+                raise BadRasterError(
+                    f"holds more than {MAX_CLASSES} distinct values: not a class map (imagery? "
+                    "classify it first, e.g. with track --spectral)",
+                    path,
+                )
+            values.update(found)
+    merged = ClassTable(tuple(c for c, _ in (named[i] for i in sorted(named))), "maps", palette)
+    missing = sorted(values - set(named))
+    if legend_file is not None and missing:
+        listed = ", ".join(map(str, sorted(named)))
+        raise ConfigError(
+            f"does not match the maps: they hold class {missing[0]}"
+            f"{' (and ' + str(len(missing) - 1) + ' more)' if len(missing) > 1 else ''} but the legend "
+            f"names only {listed}; pass the legend that goes with these maps",
+            legend_file,
+        )
+    return list(merged.with_values(missing).classes)
 
 
 def _check_overlap(src: RasterSource, grid: Grid, ref_name: str) -> None:

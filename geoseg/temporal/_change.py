@@ -311,7 +311,7 @@ def detect_change(
         raise ConfigError("report_dir needs a report writer (geoseg.change writes one)")
     block_size, min_area_ha = opts.block_size, opts.min_area_ha
     inputs = [before, after]
-    maps = align_maps(inputs, reference=reference)
+    maps = align_maps(inputs, reference=reference, legend=opts.legend_entries(), legend_file=opts.legend)
     n = maps.n_classes
     enc = ChangeEncoding(n)
     froms = resolve_classes(opts.from_classes, maps.classes, "from class", str(before))
@@ -359,7 +359,17 @@ def detect_change(
                 if enc.dtype == "uint8":
                     cog = class_map_writer(cog_path, maps.grid, change_classes(maps.classes), tags)
                 else:
-                    cog = RasterWriter(cog_path, maps.grid, 1, "uint16", enc.nodata, tags=tags)
+                    # no colour table (a 16-bit TIFF palette has 65,536 entries): the codes
+                    # present are named and coloured in the legend sidecars instead
+                    cog = RasterWriter(
+                        cog_path,
+                        maps.grid,
+                        1,
+                        "uint16",
+                        enc.nodata,
+                        tags=tags,
+                        legend=change_classes(maps.classes),
+                    )
                 writers.append(cog)
             sel_raster = (
                 outputs.temp_raster("selected.tif", maps.grid, enc.dtype, enc.nodata)

@@ -9,6 +9,7 @@ from geoseg.errors import ConfigError
 from geoseg.options import Labels, Names, Options, option
 from geoseg.temporal._dates import parse_date
 from geoseg.temporal._spectral import ClassifyOptions
+from geoseg.vector import LegendOptions
 
 # 1024 px: a block's partial sums and codes stay small while a task still has seconds of work
 DEFAULT_BLOCK = 1024
@@ -35,7 +36,7 @@ class ChangeSettings(Options):
     block_size: int = option(DEFAULT_BLOCK, "Block side in pixels (one Dask task).", ge=16)
 
 
-class ChangeOptions(DaskOptions, ChangeSettings):
+class ChangeOptions(DaskOptions, LegendOptions, ChangeSettings):
     """Every option of ``geoseg change`` / :func:`geoseg.change`."""
 
 
@@ -78,5 +79,5 @@ class TrackSettings(Options):
     _dates_parse = field_validator("dates")(_check_dates)
 
 
-class TrackOptions(DaskOptions, TrackSettings):
+class TrackOptions(DaskOptions, LegendOptions, TrackSettings):
     """Every option of ``geoseg track`` / :func:`geoseg.track`."""

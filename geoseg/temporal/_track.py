@@ -37,7 +37,7 @@ from geoseg.vector import (
     block_windows,
     check_outputs,
     layer_set,
-    loss_year_palette,
+    loss_year_legend,
     loss_year_style,
     min_area_filter,
     pixel_areas,
@@ -305,7 +305,9 @@ def track_loss(
         )
     parsed = check_dates(list(dates), len(maps))
     k = check_persist(persist, len(maps))
-    aligned = align_maps(maps, reference=reference, dates=list(dates))
+    aligned = align_maps(
+        maps, reference=reference, dates=list(dates), legend=opts.legend_entries(), legend_file=opts.legend
+    )
     wanted = list(opts.forest)
     forest_idx = resolve_classes(wanted, aligned.classes, "forest class", str(maps[0]))
     if not wanted:
@@ -342,7 +344,9 @@ def track_loss(
                         **(tags or {}),  # e.g. a workflow's provenance record
                     },
                     band_descriptions=["loss_year"],
-                    colormap=loss_year_palette(years[1:]),
+                    # named and coloured in the legend sidecars, the years present only: a
+                    # 16-bit TIFF palette has 65,536 entries (91 % of the Pucallpa file)
+                    legend=loss_year_legend(years[1:]),
                 )  # fmt: skip
                 writers.append(ly)
             want_polygons = out_path is not None

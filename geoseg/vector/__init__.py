@@ -6,7 +6,7 @@ from geoseg.vector._areas import AreaModel, area_model
 from geoseg.vector._blockpass import block_windows, pixel_areas
 from geoseg.vector._formats import FORMATS, beside, output_driver, pmtiles_zooms
 from geoseg.vector._gpkg import GPKG_VERSION, LayerCopy, list_layers, merge_layers, read_provenance
-from geoseg.vector._options import DEFAULT_LAYER, VectorizeOptions, VectorizeSettings
+from geoseg.vector._options import DEFAULT_LAYER, LegendOptions, VectorizeOptions, VectorizeSettings
 from geoseg.vector._outputs import (
     GpkgBuilder,
     LayerFiles,
@@ -23,6 +23,7 @@ from geoseg.vector._styles import (
     LayerStyle,
     change_style,
     landcover_style,
+    loss_year_legend,
     loss_year_palette,
     loss_year_style,
     read_styles,
@@ -39,6 +40,7 @@ __all__ = [
     "LayerCopy",
     "LayerFiles",
     "LayerStyle",
+    "LegendOptions",
     "PolygonizeStats",
     "ScratchRaster",
     "StagedOutputs",
@@ -53,6 +55,7 @@ __all__ = [
     "landcover_style",
     "layer_set",
     "list_layers",
+    "loss_year_legend",
     "loss_year_palette",
     "loss_year_style",
     "merge_layers",

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
-from typing import Any
+
+import numpy as np
 
 from geoseg.classes import CLASS_NODATA, ClassInfo
 from geoseg.errors import (
     BadRasterError,
     ConfigError,
-    MissingFileError,
 )
-from geoseg.raster import RasterSource, open_raster, read_classes
+from geoseg.raster import LegendEntry, RasterSource, find_classes, load_legend, open_raster, sample_values
+
+#: at most this many classes: a uint8 class map's values besides nodata
+MAX_CLASSES = 255
 
 
 def open_class_map(path: str | os.PathLike[str] | RasterSource) -> RasterSource:
@@ -33,60 +33,41 @@ def open_class_map(path: str | os.PathLike[str] | RasterSource) -> RasterSource:
 
 
 def load_class_table(path: str | os.PathLike[str]) -> list[ClassInfo]:
-    """Read a class table: YAML/JSON (list of {id, name, colour}, or {id: name}) or CSV.
+    """Read a legend file (CSV, JSON, YAML, QGIS .qml, .clr) as a class table; see
+    :func:`geoseg.raster.load_legend`. Classes without a colour get the default grey."""
+    return [
+        ClassInfo(e.id, e.name, e.colour) if e.colour else ClassInfo(e.id, e.name) for e in load_legend(path)
+    ]
 
-    CSV needs a header with ``id`` and ``name`` and optionally ``colour`` (``#rrggbb``).
+
+def check_class_map(src: RasterSource, force: bool = False) -> None:
+    """Refuse a raster that does not look like a class map, judged on a sample of its pixels.
+
+    A class map holds whole values (a float raster of whole class codes, like
+    nc-landsat7/strata.tif, is one) and at most 255 of them; imagery or a DEM holds
+    thousands. ``force`` skips the count (non-whole values are refused anyway: a
+    polygon's ``class_id`` is an integer).
     """
-    p = Path(path)
-    if not p.exists():
-        raise MissingFileError("no such class table; check the path", p)
-    try:
-        text = p.read_text(encoding="utf-8")
-        if p.suffix.lower() == ".csv":
-            rows: Any = list(csv.DictReader(text.splitlines()))
-        elif p.suffix.lower() == ".json":
-            rows = json.loads(text)
-        else:
-            import yaml
-
-            rows = yaml.safe_load(text)
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot be read as a class table ({exc})", p) from exc
-    except Exception as exc:  # yaml.YAMLError and friends
-        raise ConfigError(f"cannot be read as a class table ({type(exc).__name__}: {exc})", p) from exc
-    if isinstance(rows, dict) and "classes" in rows:
-        rows = rows["classes"]
-    if isinstance(rows, dict):
-        rows = [{"id": k, **(v if isinstance(v, dict) else {"name": v})} for k, v in rows.items()]
-    if not isinstance(rows, list) or not rows:
-        raise ConfigError("is not a class table: expected rows of id, name[, colour]", p)
-    out: list[ClassInfo] = []
-    for row in rows:
-        try:
-            cid = int(row["id"])
-            name = str(row["name"])
-            colour = _parse_colour(row.get("colour", row.get("color")))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"bad class row {row!r}: needs an integer id and a name ({exc})", p) from exc
-        out.append(ClassInfo(cid, name, colour) if colour else ClassInfo(cid, name))
-    ids = [c.id for c in out]
-    if len(set(ids)) != len(ids):
-        raise ConfigError(f"lists a class id twice ({sorted(i for i in ids if ids.count(i) > 1)[0]})", p)
-    return out
-
-
-def _parse_colour(value: Any) -> tuple[int, int, int] | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, str):
-        v = value.strip().lstrip("#")
-        if len(v) == 6:
-            return (int(v[0:2], 16), int(v[2:4], 16), int(v[4:6], 16))
-        parts = v.replace(",", " ").replace(";", " ").split()
-    else:
-        parts = list(value)
-    r, g, b = (int(x) for x in parts[:3])
-    return (r, g, b)
+    values = sample_values(src)
+    name = src.paths[0]
+    if values.dtype.kind == "f":
+        whole = np.floor(values) == values
+        if not whole.all():
+            raise BadRasterError(
+                f"holds the non-whole value {values[~whole][0]:g}; a class map holds whole class ids "
+                "(round or reclassify it, or declare that value as nodata)",
+                name,
+            )
+    if force:
+        return
+    distinct = int(np.unique(values).size)
+    if distinct > MAX_CLASSES:
+        raise BadRasterError(
+            f"does not look like a class map: {distinct:,} distinct values in a sample of {values.size:,} "
+            f"pixels, where a class map holds at most {MAX_CLASSES} (imagery or a DEM?); classify it "
+            "first, or pass --force to vectorize it anyway",
+            name,
+        )
 
 
 def _check_params(
@@ -103,14 +84,25 @@ def _check_params(
 
 
 def _class_names(
-    raster: str, classes: str | os.PathLike[str] | Sequence[ClassInfo] | None
+    raster: str, classes: str | os.PathLike[str] | Sequence[ClassInfo] | Sequence[LegendEntry] | None
 ) -> tuple[dict[int, str], bool, str | None]:
-    """id -> name, whether every value must be named, and the table's path."""
+    """id -> name, whether every value must be named, and the legend file's path.
+
+    The raster's own names (:func:`geoseg.raster.find_classes`), overridden by ``classes``:
+    a legend file (the map's whole table: every value it holds must be named), or
+    classes given one by one (``1=forest``: :class:`LegendEntry`), which name just those;
+    ClassInfo from Python are a whole table, like a file.
+    Values nothing names are left unnamed (a NULL ``class_name``).
+    """
+    table = find_classes(raster)
     if classes is None:
-        return {c.id: c.name for c in read_classes(raster)}, False, None
+        return table.names(), False, None
     if isinstance(classes, (str, os.PathLike)):
-        return {c.id: c.name for c in load_class_table(classes)}, True, str(classes)
-    return {c.id: c.name for c in classes}, True, None
+        return table.with_legend(load_legend(classes)).names(), True, str(classes)
+    entries = [c if isinstance(c, LegendEntry) else LegendEntry(c.id, c.name, c.colour) for c in classes]
+    # a whole table from Python (ClassInfo) is held to the map like a legend file
+    strict = not all(isinstance(c, LegendEntry) for c in classes)
+    return table.with_legend(entries).names(), strict, None
 
 
 def _check_classes(

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import os
+from typing import Any, Literal
+
+from pydantic import model_validator
 
 from geoseg.cluster import DaskOptions
-from geoseg.options import Options, PathText, option
+from geoseg.options import ClassPairs, Options, PathText, option
+from geoseg.raster import LegendEntry, load_legend
 
 DEFAULT_LAYER = "landcover"
 # 2048 px: ~4 MP of class codes a task, seconds of polygonising, few seams
@@ -41,9 +45,53 @@ class VectorizeSettings(Options):
     block_size: int = option(DEFAULT_BLOCK, "Block side in pixels (one Dask task).", ge=16)
 
 
-class VectorizeOptions(DaskOptions, VectorizeSettings):
+class LegendOptions(Options):
+    """What a class map's classes are called, when the map does not say or says otherwise:
+    the same two options for vectorize, change and track."""
+
+    classes: ClassPairs | None = option(
+        None, "Name classes by id, e.g. 1=forest,2=cropland (over the map's own names) [default: the "
+        "map's: geoseg metadata, a raster attribute table, category names, a .qml/.clr beside it; "
+        "else the ids].", metavar="ID=NAME",
+    )  # fmt: skip
+    legend: PathText | None = option(
+        None, "Legend file naming the classes: CSV, JSON or YAML of id,name[,colour], a QGIS .qml "
+        "style or a .clr colour map.", metavar="FILE",
+    )  # fmt: skip
+
+    @model_validator(mode="before")
+    @classmethod
+    def _table_file_as_legend(cls, values: Any) -> Any:
+        """``classes`` once took a class table file: one value that is not ID=NAME, given
+        where ``legend`` is not, still means that file."""
+        if not isinstance(values, dict):
+            return values
+        given = values.get("classes")
+        if isinstance(given, (tuple, list)) and len(given) == 1:
+            given = given[0]
+        if (
+            isinstance(given, (str, os.PathLike))
+            and "=" not in os.fspath(given)
+            and values.get("legend") is None
+        ):
+            values = {**values, "classes": None, "legend": os.fspath(given)}
+        return values
+
+    def legend_entries(self) -> list[LegendEntry] | None:
+        """The classes named by ``legend`` (read now) and then ``classes``; None when neither is given."""
+        if self.legend is None and self.classes is None:
+            return None
+        by_id = {e.id: e for e in (load_legend(self.legend) if self.legend is not None else [])}
+        for i, name in self.classes or ():
+            old = by_id.get(i)
+            by_id[i] = LegendEntry(i, name, old.colour if old else None)
+        return [by_id[i] for i in sorted(by_id)]
+
+
+class VectorizeOptions(DaskOptions, LegendOptions, VectorizeSettings):
     """Every option of ``geoseg vectorize`` / :func:`geoseg.vectorize`."""
 
-    classes: PathText | None = option(
-        None, "Class table (YAML, JSON or CSV of id,name[,colour]) when the raster names no classes."
-    )
+    force: bool = option(
+        False, "Vectorize a raster even when it does not look like a class map (more than 255 values in a "
+        "sample: imagery, a DEM).",
+    )  # fmt: skip

@@ -33,7 +33,7 @@ import rasterio
 from geoseg.errors import OutputError, first_line
 from geoseg.files import check_parent_writable, check_writable
 from geoseg.progress import Progress
-from geoseg.raster import GDAL_ENV, BandRef, Grid, PixelWindow, RasterSource
+from geoseg.raster import GDAL_ENV, BandRef, Grid, PixelWindow, RasterSource, move_raster, remove_raster
 from geoseg.vector._formats import (
     QML_SIDECAR,
     LayerFile,
@@ -416,7 +416,7 @@ class StagedOutputs:
                     os.replace(f, final / f.name)
                 tmp.rmdir()
             else:
-                os.replace(tmp, final)
+                move_raster(tmp, final)  # with its legend sidecars
         self.moves.clear()
 
     def cleanup(self) -> None:
@@ -426,7 +426,7 @@ class StagedOutputs:
             if tmp.is_dir():
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
-                tmp.unlink(missing_ok=True)
+                remove_raster(tmp)
         shutil.rmtree(self.work, ignore_errors=True)
 
 

@@ -251,3 +251,12 @@ def loss_year_palette(years: Sequence[int]) -> dict[int, tuple[int, int, int, in
         r, g, b, _ = cmap(0.3 + 0.7 * k / max(len(uniq) - 1, 1))
         table[yr] = (round(255 * r), round(255 * g), round(255 * b), 255)
     return table
+
+
+def loss_year_legend(years: Sequence[int]) -> list[ClassInfo]:
+    """The named values of a loss-year raster: 0 "no loss" and each year, in
+    :func:`loss_year_palette`'s colours (the raster's legend lists those it holds)."""
+    palette = loss_year_palette(list(years))
+    return [ClassInfo(0, "no loss", palette[0][:3])] + [
+        ClassInfo(int(y), f"lost by {y}", palette[int(y)][:3]) for y in sorted(set(years))
+    ]

@@ -62,8 +62,13 @@ from geoseg.errors import (
 )
 from geoseg.files import check_writable
 from geoseg.progress import Progress
-from geoseg.raster import read_classes
-from geoseg.vector._classmap import _check_classes, _class_names, load_class_table, open_class_map
+from geoseg.raster import LegendEntry, find_classes, load_legend
+from geoseg.vector._classmap import (
+    _check_classes,
+    _class_names,
+    check_class_map,
+    open_class_map,
+)
 from geoseg.vector._formats import LayerFile, output_driver, pmtiles_zooms
 from geoseg.vector._gpkg import gpkg_creation_options
 from geoseg.vector._options import DEFAULT_LAYER, VectorizeOptions
@@ -216,11 +221,14 @@ def vectorize(
     ``.gpkg`` (GeoPackage: a layer added to the file, or replaced), ``.parquet``
     (GeoParquet 1.1 with a bbox covering column), ``.fgb`` (FlatGeobuf), ``.pmtiles``
     (vector tiles, zoom levels from the raster's pixel size) or ``.geojson``. Fields:
-    ``class_id``, ``class_name`` (from the options' ``classes`` table, ``class_table``, or
-    the raster's metadata; NULL where unnamed), ``area_ha`` and ``perimeter_m``; the
-    raster's CRS (PMTiles: Web Mercator); a spatial index (GeoPackage, FlatGeobuf); the
-    layer's QGIS default style, coloured by class (in a GeoPackage; beside GeoParquet,
-    FlatGeobuf and GeoJSON as ``OUT.qml``). ``options`` (or the
+    ``class_id``, ``class_name`` (the raster's own names: geoseg metadata, a raster
+    attribute table, category names, a .qml/.clr beside it; over them the options'
+    ``legend`` file and ``classes``, or ``class_table``; NULL where unnamed), ``area_ha``
+    and ``perimeter_m``; the raster's CRS (PMTiles: Web Mercator); a spatial index
+    (GeoPackage, FlatGeobuf); the layer's QGIS default style, coloured by class (in a
+    GeoPackage; beside GeoParquet, FlatGeobuf and GeoJSON as ``OUT.qml``). A raster that
+    does not look like a class map (more than 255 values in a sample) is refused unless
+    the options' ``force``. ``options`` (or the
     same by name in ``keywords``) are :class:`VectorizeOptions`; it runs on a LocalCluster
     of ``workers`` processes (default: one per CPU, or none when the raster is a single
     block; 0: in this process) or on the Dask ``scheduler`` at that address. Nothing is
@@ -238,7 +246,9 @@ def vectorize(
     src = open_class_map(classmap)
     check_writable(out_path, [str(classmap)])
     zooms = pmtiles_zooms(src.grid, out_path) if driver == "PMTiles" else None
-    names, strict, table = _class_names(str(classmap), opts.classes if opts.classes else class_table)
+    check_class_map(src, opts.force)
+    given = _given_classes(opts, class_table)
+    names, strict, table = _class_names(str(classmap), given)
     from geoseg import __version__
 
     metadata = {
@@ -266,7 +276,7 @@ def vectorize(
                 _check_classes(stats.values, names, strict, table, str(classmap))
                 writer.add(batch)
             _check_classes(stats.values, names, strict, table, str(classmap))
-            writer.commit(vectorize_style(layer, classmap, opts.classes or class_table))
+            writer.commit(vectorize_style(layer, classmap, given))
         except BaseException:
             writer.abort()
             raise
@@ -276,14 +286,34 @@ def vectorize(
     )  # fmt: skip
 
 
+def _given_classes(
+    opts: VectorizeOptions, class_table: Sequence[ClassInfo] | None
+) -> str | Sequence[ClassInfo] | Sequence[LegendEntry] | None:
+    """What the caller says the classes are: a legend file (plus ``classes`` over it),
+    ``classes`` alone, or a ``class_table`` from Python."""
+    if opts.legend is not None and opts.classes is None:
+        return opts.legend
+    entries = opts.legend_entries()
+    if entries is not None:
+        return entries
+    return class_table
+
+
 def vectorize_style(
-    layer: str, classmap: str | os.PathLike[str], classes: str | os.PathLike[str] | Sequence[ClassInfo] | None
+    layer: str,
+    classmap: str | os.PathLike[str],
+    classes: str | os.PathLike[str] | Sequence[ClassInfo] | Sequence[LegendEntry] | None,
 ) -> LayerStyle | None:
-    """The QGIS style of a land-cover layer: its classes' colours (None when none are known)."""
+    """The QGIS style of a land-cover layer: its classes' colours (None when none are named).
+
+    The classes are the raster's own (:func:`geoseg.raster.find_classes`), with
+    ``classes`` (a legend file, or classes given one by one) over them.
+    """
+    table = find_classes(classmap)
     if isinstance(classes, (str, os.PathLike)):
-        table = load_class_table(classes)
+        table = table.with_legend(load_legend(classes))
     elif classes is not None:
-        table = list(classes)
-    else:
-        table = read_classes(classmap)
-    return landcover_style(layer, table) if table else None
+        table = table.with_legend(
+            [c if isinstance(c, LegendEntry) else LegendEntry(c.id, c.name, c.colour) for c in classes]
+        )
+    return landcover_style(layer, list(table.classes)) if table.named else None

@@ -342,6 +342,8 @@ def _run_step(
     ctx = Context(
         wf, step, staging, _input_items(step), hashes, state.steps, workers, scheduler, progress, prov
     )
+    from geoseg.raster import move_raster
+
     try:
         outcome = kind_of(step.kind).run(ctx)
         # Every file first (a failed rename leaves the step unrecorded: it reruns next time).
@@ -357,7 +359,7 @@ def _run_step(
                     shutil.rmtree(i.path, ignore_errors=True)
                     os.replace(src, i.path)
                 else:
-                    os.replace(src, i.path)
+                    move_raster(src, i.path)  # a raster's legend sidecars go with it
         layers: dict[str, int] = {}
         if outcome.gpkg is not None or old_layers:
             from geoseg.vector import LayerCopy, merge_layers

@@ -267,7 +267,9 @@ def test_write_scene_round_trips_strip_by_strip(tmp_path: Path) -> None:
         spec, tmp_path / "scene.tif", tmp_path / "truth.tif", progress=lambda d, t, p="": calls.append((d, t))
     )
     assert out == tmp_path / "scene.tif"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif", "truth.tif"]
+    names = sorted(p.name for p in tmp_path.iterdir())
+    # the truth's legend sidecars beside it
+    assert names == ["scene.tif", "truth.qml", "truth.tif", "truth.tif.aux.xml"]
     assert calls == [(512, 1030), (1024, 1030), (1030, 1030)]
     classes = class_map(spec)
     with rasterio.open(out) as ds:

@@ -665,4 +665,4 @@ def test_catalog_scenes_are_images_by_name(
         predict(["nc-landsat7@2020"], "forest-s2-rgb", tmp_path / "p.tif")
     with pytest.raises(GeosegError, match="nc-landsat8: no such file or catalog scene"):
         predict(["nc-landsat8"], "forest-s2-rgb", tmp_path / "p.tif")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "nc.tif"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "nc.qml", "nc.tif", "nc.tif.aux.xml"]

@@ -167,7 +167,8 @@ def test_write_classmap_cog(
         assert ds.dtypes[0] == "uint8" and ds.nodata == 255 and ds.colormap(1)
         assert np.array_equal(ds.read(1), reference)
     assert [c.name for c in read_classes(out)] == [f"class{i}" for i in range(6)]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["classes.tif"]  # no leftovers
+    # no leftovers; the legend sidecars beside the COG
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["classes.qml", "classes.tif", "classes.tif.aux.xml"]
     with dask.config.set(scheduler="processes"):  # the open writer cannot go to other processes
         again = write_classmap(classes, tmp_path / "again.tif")
     assert again.read_bytes() == out.read_bytes()

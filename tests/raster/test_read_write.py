@@ -220,7 +220,8 @@ def test_class_map_cog(tmp_path: Path) -> None:
         # mode resampling keeps only real classes in overviews (no averaged values)
         assert set(np.unique(ds.read(1, out_shape=(375, 325)))) <= {0, 1, 2, 255}
     assert read_classes(out) == CLASSES
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["classes.tif"]  # no temporaries left
+    # no temporaries left; the legend sidecars beside the COG
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["classes.qml", "classes.tif", "classes.tif.aux.xml"]
 
 
 def test_unwritten_blocks_are_nodata_and_abort_leaves_nothing(tmp_path: Path) -> None:
@@ -235,7 +236,7 @@ def test_unwritten_blocks_are_nodata_and_abort_leaves_nothing(tmp_path: Path) ->
     with pytest.raises(RuntimeError), class_map_writer(out2, grid, CLASSES) as w:
         w.write(PixelWindow(0, 0, 10, 10), np.zeros((10, 10), "uint8"))
         raise RuntimeError("boom")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.tif"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.qml", "x.tif", "x.tif.aux.xml"]  # y: nothing
 
 
 def test_validate_cog_rejects_plain_geotiff(write_tif) -> None:

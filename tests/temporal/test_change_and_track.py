@@ -406,7 +406,8 @@ def test_track_cli_with_report(series: tuple, tmp_path: Path) -> None:
         "landcover_last.png",
     }
     left = sorted(p.name for p in tmp_path.iterdir())
-    assert left == ["ly.tif", "rep", "t.gpkg"]  # no temporary files left behind
+    # no temporary files left behind; the loss-year raster's legend sidecars beside it
+    assert left == ["ly.qml", "ly.tif", "ly.tif.aux.xml", "rep", "t.gpkg"]
 
 
 def test_track_as_flatgeobuf_through_the_cli(series: tuple, tmp_path: Path) -> None:
