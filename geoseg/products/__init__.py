@@ -7,9 +7,11 @@ from geoseg.products._plots import plot_class_map, plot_image
 from geoseg.products._reports import change_report, track_report
 from geoseg.products._scores import class_areas, score_loss, score_map
 from geoseg.products._stac import Product, check_stac, write_stac
+from geoseg.products._tiles import TilePanels, tile_panels
 
 __all__ = [
     "Product",
+    "TilePanels",
     "change_report",
     "check_stac",
     "class_areas",
@@ -18,6 +20,7 @@ __all__ = [
     "render_html",
     "score_loss",
     "score_map",
+    "tile_panels",
     "track_report",
     "write_stac",
 ]
