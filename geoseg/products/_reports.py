@@ -76,20 +76,19 @@ def change_report(
     sections = [
         _Section(
             "Maps",
+            [("before.png", f"land cover in {before}"), ("after.png", f"land cover in {after}")],
+            [],
+        ),
+        _Section(
+            "Transitions",
             [
-                ("before.png", f"land cover in {before}"),
-                ("after.png", f"land cover in {after}"),
                 (
                     "change.png",
                     "where the class changed: unchanged pixels in a pale tint of their class, the "
                     "largest transitions in the colours of the chart, the change raster and the QGIS style",
                 ),
+                ("transitions.png", "the largest transitions by area"),
             ],
-            [],
-        ),
-        _Section(
-            "Transitions",
-            [("transitions.png", "the largest transitions by area")],
             [
                 ("transition matrix (ha): rows = before, columns = after", _round_table(matrix)),
                 ("per class (ha)", _round_table(t)),

@@ -131,6 +131,8 @@ def _gallery_line(maps: Maps) -> list[str]:
 def _area_table(areas: dict[str, dict[str, float]]) -> Part | None:
     if not areas:
         return None
+    # the maps first, their truths after them (the steps come truth first)
+    areas = dict(sorted(areas.items(), key=lambda kv: kv[0].endswith("(truth)")))
     names: list[str] = []
     for col in areas.values():
         names += [n for n in col if n not in names]
