@@ -171,7 +171,10 @@ def _gallery(ctx: Context, step: Step, folder: Path, budget: _Budget, out: Maps)
         else f"; {gallery.shown} shown as {' | '.join(header)}, {gallery.total - gallery.shown} left out "
         f"(max_maps: {budget.cap}; max_maps: all shows every one)"
     )
-    intro += ". Each map is scored against the mask beside it (classes matched by name)." if masks else "."
+    if masks:
+        intro += ". Each map is scored against the mask beside it (classes matched by name)."
+    else:
+        intro += " (the split has no masks to score against)." if "tiles of" in what else "."
     parts: list[Part] = [_text(intro)]
     parts += [_text(n) for n in notes]
     parts.append({"kind": "legend", "entries": [(n, _hex(c)) for n, c in legend.items()]})

@@ -116,6 +116,8 @@ def _gallery_line(maps: Maps) -> list[str]:
             + ("all shown" if g.shown == g.total else f"{g.shown} shown (max_maps)")
             + f" as {panels}"
         )
+        if not g.with_masks and "tiles of" in g.what:
+            line += " (the split has no masks)"
         if g.scored:
             acc, miou = mean_scores(g.scored)
             worst = min(g.scored, key=lambda s: s[1])
