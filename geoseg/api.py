@@ -118,6 +118,7 @@ def change(
     *,
     raster: PathLike | None = None,
     report_dir: PathLike | None = None,
+    report_back: tuple[str, str] | None = None,
     reference: PathLike | None = None,
     progress: Progress | None = None,
     tags: dict[str, str] | None = None,
@@ -141,6 +142,9 @@ def change(
         Also write the change raster (COG).
     report_dir
         Also write maps, charts and an HTML report into this folder.
+    report_back
+        ``(href relative to report_dir, title)``: the report links back to that page (a
+        workflow's report).
 
     Returns
     -------
@@ -150,7 +154,8 @@ def change(
     from geoseg.products import change_report
 
     return detect_change(
-        before, after, out, options, raster=raster, report_dir=report_dir, report=change_report,
+        before, after, out, options, raster=raster, report_dir=report_dir,
+        report=functools.partial(change_report, back=report_back),
         reference=reference, progress=progress, tags=tags, **keywords,
     )  # fmt: skip
 
@@ -190,6 +195,7 @@ def track(
     *,
     loss_year: PathLike | None = None,
     report_dir: PathLike | None = None,
+    report_back: tuple[str, str] | None = None,
     classified: PathLike | None = None,
     reference: PathLike | None = None,
     progress: Progress | None = None,
@@ -217,6 +223,9 @@ def track(
     report_dir
         Also write maps, a loss chart and an HTML report into this folder (with
         false-colour composites of the first and last imagery when classifying).
+    report_back
+        ``(href relative to report_dir, title)``: the report links back to that page (a
+        workflow's report).
     classified
         With ``classify``: keep the classified maps (class COGs) in this folder.
 
@@ -272,7 +281,8 @@ def track(
                 imagery = [(dates[k], images[k], order, names) for k in (0, len(images) - 1)]
         return track_loss(
             paths, out, opts.replace(classify=None, bands=None), loss_year=loss_year, report_dir=report_dir,
-            report=functools.partial(track_report, imagery=imagery), reference=reference, progress=progress,
+            report=functools.partial(track_report, imagery=imagery, back=report_back), reference=reference,
+            progress=progress,
             tags=tags,
         )  # fmt: skip
     finally:

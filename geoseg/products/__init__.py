@@ -9,9 +9,11 @@ from geoseg.products._scores import class_areas, score_loss, score_map
 from geoseg.products._stac import Product, check_stac, write_stac
 from geoseg.products._stac_model import model_item, write_model_item
 from geoseg.products._stac_schema import validate_stac
+from geoseg.products._tiles import TilePanels, tile_panels
 
 __all__ = [
     "Product",
+    "TilePanels",
     "change_report",
     "check_stac",
     "class_areas",
@@ -21,6 +23,7 @@ __all__ = [
     "render_html",
     "score_loss",
     "score_map",
+    "tile_panels",
     "track_report",
     "validate_stac",
     "write_model_item",

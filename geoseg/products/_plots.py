@@ -28,17 +28,7 @@ MAX_PREVIEW = 1400  # longest side of a quick-look, in pixels
 NODATA_RGBA = (1.0, 1.0, 1.0, 0.0)
 
 
-OTHER_CHANGE = (0.35, 0.35, 0.35)
-
-
-UNCHANGED = (0.88, 0.88, 0.86)
-
-
-# Distinct colours for the largest transitions (ColorBrewer Set1/Dark2 mix, no greys).
-TRANSITION_COLOURS = [
-    "#e41a1c", "#ff7f00", "#984ea3", "#377eb8", "#a65628", "#f781bf",
-    "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02",
-]  # fmt: skip
+OTHER_CHANGE = (0.08, 0.08, 0.08)  # near black: no shade of a class is this dark
 
 
 def preview_shape(shape: tuple[int, int], max_size: int = MAX_PREVIEW) -> tuple[int, int]:
@@ -182,42 +172,43 @@ def plot_class_map(
 
 
 def plot_change_map(
-    path: str | os.PathLike[str], result: ChangeResult, out: Path, title: str, top: int = 8
+    path: str | os.PathLike[str], result: ChangeResult, out: Path, title: str, top: int = 12
 ) -> Path:
-    """Unchanged pixels pale grey; the ``top`` largest transitions in distinct colours; the
-    rest dark grey."""
+    """The change raster in its own colours (:func:`geoseg.vector.transition_colour`):
+    unchanged pixels a pale tint of their class, the ``top`` largest transitions (those of
+    :func:`plot_transition_bars`) in their colours, the rest dark grey."""
     from geoseg.temporal import ChangeEncoding
+    from geoseg.vector import transition_colour
 
-    enc = ChangeEncoding(len(result.classes))
+    classes = list(result.classes)
+    enc = ChangeEncoding(len(classes))
     data, valid = read_preview(path)
     codes = data[0].astype(np.int64)
     i, j = enc.split(codes)
     rgba = np.zeros((*codes.shape, 4))
     rgba[:] = NODATA_RGBA
-    rgba[valid & (i == j)] = (*UNCHANGED, 1.0)
     rgba[valid & (i != j)] = (*OTHER_CHANGE, 1.0)
+    items: list[tuple[str, Any]] = []
+    for k, c in enumerate(classes):
+        hit = valid & (codes == enc.code(k, k))
+        if hit.any():
+            tint = _rgb(transition_colour(classes, k, k))
+            rgba[hit] = (*tint, 1.0)
+            items.append((f"{c.name}, unchanged", tint))
     ranked = _ranked_changes(result)
-    items: list[tuple[str, Any]] = [("unchanged", UNCHANGED)]
-    for k, (a, b) in enumerate(ranked[:top]):
-        colour = TRANSITION_COLOURS[k % len(TRANSITION_COLOURS)]
-        rgba[valid & (codes == enc.code(a, b))] = _hex_rgba(colour)
+    for a, b in ranked[:top]:
+        colour = _rgb(transition_colour(classes, a, b))
+        rgba[valid & (codes == enc.code(a, b))] = (*colour, 1.0)
         items.append((f"{result.names[a]} → {result.names[b]} ({result.area_ha[a, b]:,.1f} ha)", colour))
     if len(ranked) > top:
         rest = sum(result.area_ha[a, b] for a, b in ranked[top:])
-        items.append((f"other change ({rest:,.1f} ha)", OTHER_CHANGE))
+        items.append((f"{len(ranked) - top} other changes ({rest:,.1f} ha)", OTHER_CHANGE))
     fig, ax = _map_figure(codes.shape, len(items))
     ax.imshow(rgba, interpolation="nearest")
     ax.set_title(title, fontsize=12)
     _scale_bar(ax, result.grid, codes.shape[1])
     _legend(fig, ax, items)
     return _save(fig, out)
-
-
-def _hex_rgba(colour: str) -> tuple[float, float, float, float]:
-    from matplotlib.colors import to_rgba
-
-    r, g, b, a = to_rgba(colour)
-    return (r, g, b, a)
 
 
 def _ranked_changes(result: ChangeResult) -> list[tuple[int, int]]:
@@ -280,12 +271,7 @@ def plot_image(
 ) -> Path:
     """A false-colour composite of three bands, percentile-stretched per band."""
     data, valid = read_preview(path, grid, bands=bands, resampling=Resampling.average)
-    img = np.zeros((*data.shape[1:], 3))
-    for k in range(3):
-        band = data[k].astype(np.float64)
-        lo, hi = np.percentile(band[valid], stretch) if valid.any() else (0.0, 1.0)
-        img[..., k] = np.clip((band - lo) / max(hi - lo, 1e-9), 0, 1)
-    img[~valid] = 1.0
+    img = stretch_rgb(data, valid, stretch)
     fig, ax = _map_figure(img.shape[:2])
     ax.imshow(img, interpolation="nearest")
     ax.set_title(title, fontsize=12)
@@ -296,8 +282,25 @@ def plot_image(
     return _save(fig, out)
 
 
+def stretch_rgb(
+    data: np.ndarray, valid: np.ndarray, stretch: tuple[float, float] = (2.0, 98.0)
+) -> np.ndarray:
+    """Three bands ``(3, h, w)`` as an ``(h, w, 3)`` image in 0..1, each band stretched between
+    its ``stretch`` percentiles over the valid pixels; invalid pixels white."""
+    img = np.zeros((*data.shape[1:], 3))
+    for k in range(3):
+        band = data[k].astype(np.float64)
+        lo, hi = np.percentile(band[valid], stretch) if valid.any() else (0.0, 1.0)
+        img[..., k] = np.clip((band - lo) / max(hi - lo, 1e-9), 0, 1)
+    img[~valid] = 1.0
+    return img
+
+
 def plot_transition_bars(result: ChangeResult, out: Path, top: int = 12) -> Path:
-    """The ``top`` largest transitions as horizontal bars (ha), coloured by the new class."""
+    """The ``top`` largest transitions as horizontal bars (ha), each in its colour on the change
+    map (:func:`geoseg.vector.transition_colour`)."""
+    from geoseg.vector import transition_colour
+
     ranked = _ranked_changes(result)[:top]
     fig = _figure(9.0, 1.2 + 0.42 * max(len(ranked), 1))
     ax = fig.add_subplot(1, 1, 1)
@@ -307,7 +310,7 @@ def plot_transition_bars(result: ChangeResult, out: Path, top: int = 12) -> Path
         return _save(fig, out)
     labels = [f"{result.names[a]} → {result.names[b]}" for a, b in ranked]
     values = [float(result.area_ha[a, b]) for a, b in ranked]
-    colours = [_rgb(result.classes[b].colour) for _, b in ranked]
+    colours = [_rgb(transition_colour(list(result.classes), a, b)) for a, b in ranked]
     y = np.arange(len(ranked))[::-1]
     bars = ax.barh(y, values, color=colours, edgecolor="0.25", linewidth=0.6)
     ax.set_yticks(y, labels, fontsize=10)

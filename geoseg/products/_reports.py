@@ -32,9 +32,16 @@ class _Section:
     text: str = ""
 
 
-def write_html(path: Path, title: str, meta: Sequence[str], sections: Sequence[_Section]) -> Path:
-    """One self-contained page (images beside it) tying pictures and tables together."""
-    page = render_html("product_report.html.j2", title=title, meta=meta, sections=sections)
+#: A link a report shows above its title: (href relative to the report's folder, the page's title).
+BackLink = tuple[str, str]
+
+
+def write_html(
+    path: Path, title: str, meta: Sequence[str], sections: Sequence[_Section], back: BackLink | None = None
+) -> Path:
+    """One self-contained page (images beside it) tying pictures and tables together;
+    ``back`` links to the page it belongs to (a workflow's report)."""
+    page = render_html("product_report.html.j2", title=title, meta=meta, sections=sections, back=back)
     path.write_text(page, encoding="utf-8")
     return path
 
@@ -44,9 +51,14 @@ def _round_table(columns: dict[str, list[Any]]) -> dict[str, list[Any]]:
 
 
 def change_report(
-    result: ChangeResult, maps: AlignedMaps, change_raster: str | os.PathLike[str], out_dir: Path
+    result: ChangeResult,
+    maps: AlignedMaps,
+    change_raster: str | os.PathLike[str],
+    out_dir: Path,
+    back: BackLink | None = None,
 ) -> Path:
-    """before.png, after.png, change.png, transitions.png and index.html in ``out_dir``."""
+    """before.png, after.png, change.png, transitions.png and index.html in ``out_dir``;
+    ``back`` (href, title) links the page to the one it belongs to."""
     from geoseg import __version__
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -64,16 +76,19 @@ def change_report(
     sections = [
         _Section(
             "Maps",
-            [
-                ("before.png", f"land cover in {before}"),
-                ("after.png", f"land cover in {after}"),
-                ("change.png", "where the class changed, the largest transitions in colour"),
-            ],
+            [("before.png", f"land cover in {before}"), ("after.png", f"land cover in {after}")],
             [],
         ),
         _Section(
             "Transitions",
-            [("transitions.png", "the largest transitions by area")],
+            [
+                (
+                    "change.png",
+                    "where the class changed: unchanged pixels in a pale tint of their class, the "
+                    "largest transitions in the colours of the chart, the change raster and the QGIS style",
+                ),
+                ("transitions.png", "the largest transitions by area"),
+            ],
             [
                 ("transition matrix (ha): rows = before, columns = after", _round_table(matrix)),
                 ("per class (ha)", _round_table(t)),
@@ -90,7 +105,7 @@ def change_report(
     ]  # fmt: skip
     if result.warped:
         meta.append(f"reprojected onto the reference grid (nearest neighbour): {', '.join(result.warped)}")
-    return write_html(out_dir / "index.html", f"Land-cover change: {before} → {after}", meta, sections)
+    return write_html(out_dir / "index.html", f"Land-cover change: {before} → {after}", meta, sections, back)
 
 
 def track_report(
@@ -99,11 +114,12 @@ def track_report(
     loss_year: str | os.PathLike[str],
     out_dir: Path,
     imagery: Sequence[tuple[str, str | os.PathLike[str], Sequence[int], str]] | None = None,
+    back: BackLink | None = None,
 ) -> Path:
     """loss_year.png, loss_per_period.png, first/last land cover (and imagery), index.html.
 
     ``imagery``: (date, path, three 1-based bands, their names) of false-colour
-    composites to show too.
+    composites to show too; ``back`` (href, title) links the page to the one it belongs to.
     """
     from geoseg import __version__
 
@@ -148,7 +164,7 @@ def track_report(
         f"geoseg {__version__}",
     ]
     return write_html(
-        out_dir / "index.html", f"Forest loss {result.dates[0]}–{result.dates[-1]}", meta, sections
+        out_dir / "index.html", f"Forest loss {result.dates[0]}–{result.dates[-1]}", meta, sections, back
     )
 
 

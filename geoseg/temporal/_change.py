@@ -10,7 +10,8 @@ How it works, and why:
   class id), a pixel that was class index ``i`` and became ``j`` holds
   ``i * n + j``; unchanged pixels keep their own code ``i * (n + 1)``. Up to 15 classes
   this is a uint8 class map (nodata 255) whose colour table shows unchanged pixels in a
-  pale tint of their class and changed pixels in their new class's colour, with every
+  pale tint of their class and changed pixels in their new class's colour, shaded by the
+  old class (:func:`geoseg.vector.transition_colour`, as every product shows it), with every
   code's name ("forest -> grassland") in its metadata; above 15 classes it is uint16
   (nodata 65535). ``GEOSEG_CHANGE_ENCODING`` in the metadata says so in words.
 - **Polygons** come from :func:`geoseg.vectorize.polygonize_batches` (block-parallel,
@@ -66,6 +67,7 @@ from geoseg.vector import (
     pixel_areas,
     polygon_batches,
     provenance_tags,
+    transition_colour,
 )
 
 log = logging.getLogger(__name__)
@@ -109,11 +111,9 @@ def change_classes(classes: Sequence[ClassInfo]) -> list[ClassInfo]:
     out = []
     for i, a in enumerate(classes):
         for j, b in enumerate(classes):
-            if i == j:
-                pale = tuple(round(0.35 * c + 0.65 * 225) for c in a.colour)
-                out.append(ClassInfo(enc.code(i, j), f"{a.name} (unchanged)", (pale[0], pale[1], pale[2])))
-            else:
-                out.append(ClassInfo(enc.code(i, j), f"{a.name} -> {b.name}", b.colour))
+            name = f"{a.name} (unchanged)" if i == j else f"{a.name} -> {b.name}"
+            # the colours of the change layer's style and the report's map and chart too
+            out.append(ClassInfo(enc.code(i, j), name, transition_colour(classes, i, j)))
     return out
 
 

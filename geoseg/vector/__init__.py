@@ -28,6 +28,7 @@ from geoseg.vector._styles import (
     loss_year_style,
     read_styles,
     single_style,
+    transition_colour,
 )
 from geoseg.vector._vectorize import VectorizeResult, vectorize, vectorize_style
 
@@ -69,6 +70,7 @@ __all__ = [
     "read_provenance",
     "read_styles",
     "single_style",
+    "transition_colour",
     "vectorize",
     "vectorize_style",
 ]

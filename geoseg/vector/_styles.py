@@ -144,15 +144,16 @@ def landcover_style(layer: str, classes: Sequence[ClassInfo]) -> LayerStyle:
 def change_style(
     layer: str, classes: Sequence[ClassInfo], pairs: Sequence[tuple[int, int]] | None = None
 ) -> LayerStyle:
-    """Change polygons coloured by transition (``from_class -> to_class``) in the colour of
-    the class they became; ``pairs`` (class indices) limits the legend to what occurs."""
+    """Change polygons coloured by transition (``from_class -> to_class``) in
+    :func:`transition_colour`'s colours (those of the change raster and the report's map and
+    chart); ``pairs`` (class indices) limits the legend to what occurs."""
     n = len(classes)
     chosen = pairs if pairs is not None else [(i, j) for i in range(n) for j in range(n) if i != j]
     cats = tuple(
         Category(
             f"{classes[i].name} -> {classes[j].name}",
             f"{classes[i].name} → {classes[j].name}",
-            classes[j].colour,
+            transition_colour(classes, i, j),
         )
         for i, j in chosen
     )
@@ -160,9 +161,87 @@ def change_style(
         layer,
         '"from_class" || \' -> \' || "to_class"',
         cats,
-        description="change by transition, coloured by the new class (geoseg)",
+        description="change by transition, in the new class's colour shaded by the old class (geoseg)",
         sld_fields=("from_class", "to_class"),
     )
+
+
+# Shades of a class's colour for its further sources: mixed with black (< 0) or white (> 0)
+# by this much, nearest first, then (dark colours leave little room) its hue turned by
+# _SHADE_HUES degrees. A shade is kept only if its luma stays inside _SHADE_LUMA (none turns
+# near-black, the "other change" colour, or white) and it is at least _SHADE_APART (RGB
+# distance) from the shades kept before it and from the class's unchanged tint.
+_SHADE_LADDER = (-0.3, 0.3, -0.5, 0.5, -0.7, 0.65, -0.85, 0.8, -0.15, 0.15)
+_SHADE_HUES = (30, -30, 60, -60)
+_SHADE_LUMA = (0.15, 0.85)
+_SHADE_APART = 40.0
+_UNCHANGED_WHITE = 0.82  # unchanged: the class's colour mixed with a light grey by this much
+
+
+def _mix(colour: Sequence[int], amount: float) -> tuple[int, int, int]:
+    towards = 255 if amount > 0 else 0
+    a = abs(amount)
+    r, g, b = (round((1 - a) * c + a * towards) for c in colour[:3])
+    return (r, g, b)
+
+
+def _turn(colour: Sequence[int], degrees: float) -> tuple[int, int, int]:
+    import colorsys
+
+    h, lightness, sat = colorsys.rgb_to_hls(*(v / 255 for v in colour[:3]))
+    r, g, b = (round(255 * v) for v in colorsys.hls_to_rgb((h + degrees / 360) % 1.0, lightness, sat))
+    return (r, g, b)
+
+
+def _distance(a: Sequence[int], b: Sequence[int]) -> float:
+    return float(sum((x - y) ** 2 for x, y in zip(a[:3], b[:3], strict=True)) ** 0.5)
+
+
+def _unchanged(colour: Sequence[int]) -> tuple[int, int, int]:
+    w = _UNCHANGED_WHITE
+    r, g, b = (round((1 - w) * v + w * 235) for v in colour[:3])
+    return (r, g, b)
+
+
+def _luma(colour: Sequence[int]) -> float:
+    return (0.2126 * colour[0] + 0.7152 * colour[1] + 0.0722 * colour[2]) / 255
+
+
+def transition_colour(classes: Sequence[ClassInfo], i: int, j: int) -> tuple[int, int, int]:
+    """The one colour of the transition from class index ``i`` to ``j`` (indices into ``classes``).
+
+    Every product shows a transition in this colour: the change raster's colour table, the
+    change layer's QGIS style, the report's change map and its transition chart.
+
+    Parameters
+    ----------
+    classes
+        The class table, in the order the change raster's codes index it.
+    i, j
+        The class index before and after.
+
+    Returns
+    -------
+    tuple of int
+        ``(r, g, b)``. Unchanged (``i == j``): a pale tint of the class, so that change stands
+        out over it. Changed: the colour of the class it became (a clearing into grassland
+        reads as grassland); its first source in table order has exactly that colour, each
+        further one a darker or lighter shade of it, so two transitions into one class are
+        still told apart.
+    """
+    if i == j:
+        return _unchanged(classes[i].colour)
+    target = classes[j].colour
+    rank = [k for k in range(len(classes)) if k != j].index(i)
+    lo, hi = _SHADE_LUMA
+    shades = [(target[0], target[1], target[2])]
+    taken = [*shades, _unchanged(target)]
+    candidates = [_mix(target, a) for a in _SHADE_LADDER] + [_turn(target, d) for d in _SHADE_HUES]
+    for m in candidates:
+        if lo <= _luma(m) <= hi and all(_distance(m, t) >= _SHADE_APART for t in taken):
+            shades.append(m)
+            taken.append(m)
+    return shades[rank % len(shades)]  # more sources than shades (9+ classes): they repeat
 
 
 def loss_year_style(layer: str, years: Sequence[int]) -> LayerStyle:

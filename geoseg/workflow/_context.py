@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,3 +66,14 @@ def stack_vrt(item: Item) -> Path:
 def readable(item: Item) -> Path:
     """The file to open for ``item``: itself, or the VRT of its band files."""
     return stack_vrt(item) if item.sources else item.path
+
+
+def report_back(ctx: Context, folder: Path) -> tuple[str, str] | None:
+    """A link from the step's own report ``folder`` (its final path) to the workflow report
+    that shows the step, when a later report step does: ``(relative href, its title)``."""
+    for step in ctx.workflow.steps:
+        if step.kind == "report" and ctx.step.name in step.params.get("include", ()):
+            page = step.outputs["html"][0].path / "index.html"
+            title = step.params.get("title") or f"geoseg: {ctx.workflow.name}"
+            return os.path.relpath(page, folder), f"{title} (the workflow's report)"
+    return None

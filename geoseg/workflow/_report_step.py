@@ -1,9 +1,11 @@
-"""The report step: sections over a workflow's products.
+"""The report step: a summary first, then sections over a workflow's products.
 
 The page's markup is the template ``workflow_report.html.j2`` of ``geoseg.products``;
 this module gathers what it shows: sections, each a list of *parts* (dicts with a
-``kind`` the template lays out: figures, table, step_report, scores, loss, evaluation,
-layers, products).
+``kind`` the template lays out: headlines, text, figures, legend, tiles, table,
+step_report, scores, loss, evaluation, layers, products), and a table of contents that
+links to each section's id. The summary is :mod:`._report_summary`'s, the maps and tile
+galleries :mod:`._report_maps`'s.
 """
 
 from __future__ import annotations
@@ -14,75 +16,53 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from geoseg.products import class_areas, render_html, score_loss, score_map
+from geoseg.products import render_html, score_loss, score_map
+from geoseg.workflow._report_maps import maps_sections
+from geoseg.workflow._report_summary import gpkg_table, summary_parts
 
 if TYPE_CHECKING:
     from geoseg.training import Scores
     from geoseg.workflow._context import Context
     from geoseg.workflow._spec import Step
 from geoseg.workflow._context import Outcome
+from geoseg.workflow._spec import slug
 
-#: A section of the page: ``{"title": str, "parts": [part, ...]}``; a part: ``{"kind": str, ...}``.
+#: A section of the page: ``{"title": str, "id": str, "parts": [part, ...]}``; a part: ``{"kind": str, ...}``.
 Part = dict[str, Any]
 
 
 def _report(ctx: Context) -> Outcome:
-    """An HTML page over the workflow's products: quick-looks with legends, change and loss
-    figures (from the steps' own report folders), area tables from the GeoPackage,
-    accuracy against known truth, and links to every product."""
+    """An HTML page over the workflow's products: a summary (headline areas, change, loss
+    and accuracy), then the maps (tile galleries as image | mask | map), change and loss
+    figures (from the steps' own report folders, which link back here), accuracy per
+    class, the GeoPackage's layers and links to every product."""
     wf = ctx.workflow
     p = ctx.step.params
     final = ctx.step.outputs["html"][0].path
     folder = ctx.staged(final)
     folder.mkdir(parents=True)
-    sections: list[dict[str, Any]] = []
     accuracy: dict[str, Any] = {}
-    shown = 0
-    map_figs: list[tuple[str, str]] = []
-    area_tables: list[tuple[str, dict[str, list[Any]]]] = []
-    for name in p["include"]:
-        step = wf.step(name)
-        for out_name, kind_label in (("image", "image"), ("truth", "truth"), ("map", "classmap")):
-            for item in step.outputs.get(out_name, ()):
-                if shown >= p["max_maps"] or not item.path.exists():
-                    continue
-                stem = f"{name}{'_' + item.key if item.key else ''}{'_truth' if out_name == 'truth' else ''}"
-                png = f"{stem}.jpg" if kind_label == "image" else f"{stem}.png"
-                title = f"{name}{' ' + item.key if item.key else ''}"
-                if kind_label == "image":
-                    _plot_image(item.path, folder / png, f"{title}: imagery")
-                    map_figs.append((png, f"{title}: the imagery (false colour)"))
-                else:
-                    classes, areas = class_areas(item.path)
-                    from geoseg.products import plot_class_map
-
-                    label = "known truth" if out_name == "truth" else "land cover"
-                    plot_class_map(item.path, classes, folder / png, f"{title}: {label}", areas_ha=areas)
-                    map_figs.append((png, f"{title}: {label}, with each class's area"))
-                    area_tables.append(
-                        (f"{title}: {label} area by class (ha)",
-                         {"class_id": [c.id for c in classes], "class_name": [c.name for c in classes],
-                          "area_ha": [round(a, 2) for a in areas]})
-                    )  # fmt: skip
-                shown += 1
-    if map_figs:
-        sections.append(_section("Maps", [_figures(map_figs), *(_table(c, t) for c, t in area_tables)]))
-
     rel = os.path.relpath(wf.out_dir, final)
+    maps = maps_sections(ctx, folder, p["include"], p["max_maps"])
+    details: list[tuple[str, Sequence[Part]]] = list(maps.sections)
     for name in p["include"]:
         step = wf.step(name)
         if step.kind == "change":
-            sections.append(_section(f"Change: {name}", _change_parts(ctx, step, rel)))
+            details.append((f"Change: {name}", _change_parts(ctx, step, rel)))
         elif step.kind == "track":
-            sections.append(_section(f"Forest loss: {name}", _track_parts(ctx, step, rel)))
+            details.append((f"Forest loss: {name}", _track_parts(ctx, step, rel)))
 
     acc_parts: list[Part] = []
+    rows: list[dict[str, Any]] = []
+    losses: list[tuple[str, dict[str, Any]]] = []
     for k, entry in enumerate(p["accuracy"]):
         m = ctx.inputs[f"accuracy[{k}].map"][0]
         t = ctx.inputs[f"accuracy[{k}].truth"][0]
         scores = score_map(m.path, t)
         accuracy[entry["name"]] = scores.as_dict()
         acc_parts.append(_scores_part(f"{entry['name']}: {m.path.name} against {t.path.name}", scores))
+        rows.append({"scored": f"{entry['name']}: {m.path.name}", "against": t.path.name,
+                     "accuracy": scores.accuracy, "miou": scores.miou, "kappa": scores.kappa})  # fmt: skip
     for k, entry in enumerate(p["loss_accuracy"]):
         b, a, tb, ta = (
             ctx.inputs[f"loss_accuracy[{k}].{r}"][0]
@@ -90,6 +70,7 @@ def _report(ctx: Context) -> Outcome:
         )
         res = score_loss(b, a, tb, ta, forest=entry["forest"])
         accuracy[entry["name"]] = res
+        losses.append((entry["name"], res))
         acc_parts.append(_loss_part(entry["name"], res))
     if p["evaluate"] is not None:
         ev = p["evaluate"]
@@ -100,52 +81,56 @@ def _report(ctx: Context) -> Outcome:
         res.pop("table", None)
         accuracy["evaluate"] = res
         acc_parts.append(_evaluate_part(res))
+        tiles = f", {res['paper']['tiles']} tiles" if res.get("paper") else ""
+        rows.append({"scored": f"{Path(str(res['model'])).name} on {ev['dataset']} ({ev['split']})",
+                     "against": f"its masks (whole tiles through the model, pooled{tiles})", "accuracy": res["accuracy"], "miou": res["miou"],
+                     "kappa": res["kappa"]})  # fmt: skip
     if acc_parts:
-        sections.append(_section("Accuracy against known truth", acc_parts))
+        details.append(("Accuracy against known truth", acc_parts))
     if accuracy:
         (folder / "accuracy.json").write_text(json.dumps(accuracy, indent=2))
     if wf.gpkg.exists():
-        sections.append(_section(f"GeoPackage layers: {wf.gpkg.name}", [_layers_part(wf.gpkg, rel)]))
-    sections.append(_section("Products", [_products_part(ctx, rel)]))
+        details.append((f"GeoPackage layers: {wf.gpkg.name}", [_layers_part(wf.gpkg, rel)]))
+    details.append(("Products", [_products_part(ctx, rel)]))
+    paper = [_paper_line(accuracy["evaluate"])] if "paper" in accuracy.get("evaluate", {}) else []
+    summary = summary_parts(ctx, p["include"], maps, rows, losses, paper)
+    sections = _with_ids([("Summary", summary), *details])
     title = p["title"] or f"geoseg: {wf.name}"
     meta = [
         wf.description,
         f"workflow {wf.path.name} (sha256 {wf.sha256[:12]}…); geoseg {ctx.provenance['geoseg_version']}",
     ]
-    page = render_html("workflow_report.html.j2", title=title, meta=meta, sections=sections)
+    toc = [(s["id"], s["title"]) for s in sections]
+    page = render_html("workflow_report.html.j2", title=title, meta=meta, sections=sections, toc=toc)
     (folder / "index.html").write_text(page, encoding="utf-8")
     return Outcome(summary={"accuracy": {k: _headline(v) for k, v in accuracy.items()}})
+
+
+def _paper_line(r: dict[str, Any]) -> str:
+    pm = r["paper"]
+    return (
+        f"{Path(str(r['model'])).name} by the paper's metric (John & Zhang 2022: per-tile scores averaged "
+        f"over {pm['tiles']} tiles): F1 {pm['f1']:.4f}, accuracy {pm['accuracy']:.4f}."
+    )
+
+
+def _with_ids(sections: Sequence[tuple[str, Sequence[Part]]]) -> list[dict[str, Any]]:
+    """Sections with an id each (the table of contents links to them), unique on the page."""
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for title, parts in sections:
+        base = slug(title.lower().replace(": ", "-").replace(" ", "-")).replace("_", "-")
+        sid, k = base, 2
+        while sid in seen:
+            sid, k = f"{base}-{k}", k + 1
+        seen.add(sid)
+        out.append({"title": title, "id": sid, "parts": list(parts)})
+    return out
 
 
 def _headline(v: dict[str, Any]) -> dict[str, Any]:
     return {k: v[k] for k in ("accuracy", "miou", "kappa", "precision", "recall", "f1", "mapped_ha", "truth_ha")
             if k in v}  # fmt: skip
-
-
-def _plot_image(path: Path, out: Path, title: str) -> None:
-    from geoseg.products import plot_image
-    from geoseg.raster import open_raster
-
-    names = [n.lower() for n in open_raster(path, require_crs=False).band_names]
-    want = [("nir", "red", "green"), ("red", "green", "blue")]
-    for combo in want:
-        if all(b in names for b in combo):
-            bands = [names.index(b) + 1 for b in combo]
-            break
-    else:
-        bands = [1, 2, 3] if len(names) >= 3 else [1, 1, 1]
-    # Imagery is photographic: as JPEG it is a tenth of the PNG's size for the same look.
-    tmp = out.with_suffix(".tmp.png")
-    plot_image(path, bands, tmp, title)
-    from PIL import Image
-
-    with Image.open(tmp) as im:
-        im.convert("RGB").save(out, "JPEG", quality=85, optimize=True)
-    tmp.unlink()
-
-
-def _section(title: str, parts: Sequence[Part]) -> dict[str, Any]:
-    return {"title": title, "parts": list(parts)}
 
 
 def _figures(figs: Sequence[tuple[str, str]]) -> Part:
@@ -156,20 +141,6 @@ def _figures(figs: Sequence[tuple[str, str]]) -> Part:
 def _table(caption: str, columns: dict[str, list[Any]]) -> Part:
     """A captioned table of equal-length ``columns`` (name -> values)."""
     return {"kind": "table", "caption": caption, "columns": columns}
-
-
-def _gpkg_table(gpkg: Path, layer: str) -> dict[str, list[Any]] | None:
-    import pyogrio.raw
-
-    from geoseg.vector import list_layers
-
-    if layer not in list_layers(gpkg):
-        return None
-    meta, _, _, data = pyogrio.raw.read(str(gpkg), layer=layer)
-    return {
-        str(n): [v.item() if hasattr(v, "item") else v for v in col]
-        for n, col in zip(meta["fields"], data, strict=True)
-    }
 
 
 def _report_parts(
@@ -185,7 +156,7 @@ def _report_parts(
         parts.append(_figures([(f"{folder}/{png}", caption) for png, caption in figures]))
         parts.append({"kind": "step_report", "href": f"{folder}/index.html", "name": rep[0].path.name})
     for layer, caption in tables:
-        t = _gpkg_table(gpkg, step.params["layer_prefix"] + layer) if gpkg.exists() else None
+        t = gpkg_table(gpkg, step.params["layer_prefix"] + layer)
         if t:
             parts.append(_table(caption, t))
     return parts
@@ -195,7 +166,8 @@ def _change_parts(ctx: Context, step: Step, rel: str) -> list[Part]:
     prefix = step.params["layer_prefix"]
     return _report_parts(
         ctx, step, rel,
-        [("change.png", "where the class changed; the largest transitions in colour"),
+        [("change.png", "where the class changed: unchanged pixels in a pale tint of their class, the largest "
+                        "transitions in the chart's colours (the change raster's and the QGIS style's too)"),
          ("transitions.png", "the largest transitions by area")],
         [("class_change", f"area per class before and after (ha) — table {prefix}class_change"),
          ("transition_matrix", f"transition matrix (ha): rows before, columns after — table {prefix}transition_matrix")],

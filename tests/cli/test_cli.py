@@ -121,6 +121,10 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
             "layer_styles"} <= {k for k, v in layers.items() if not v}  # fmt: skip
     for layer in layers:
         assert pyogrio.read_dataframe(gpkgs[0], layer=layer, max_features=5) is not None
+    # the demo's minimum mapping unit, said where the numbers are
+    for layer in ("landcover_date1", "change", "forest_loss"):
+        assert pyogrio.read_dataframe(gpkgs[0], layer=layer, read_geometry=False)["area_ha"].min() >= 0.5
+    assert "minimum mapping unit 0.5 ha" in p.stdout
     assert {r["f_table_name"] for r in read_styles(gpkgs[0])} == {
         "landcover_date1", "landcover_date2", "change", "forest_loss", "regrowth"}  # fmt: skip
     prov = read_provenance(gpkgs[0], "landcover_date1")
@@ -135,6 +139,8 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
         assert (html.parent / link).resolve().exists(), link
     text = html.read_text()
     assert "Accuracy against known truth" in text and "transition matrix" in text
+    assert text.index('<section id="summary">') < text.index('<section id="maps">')
+    assert "Minimum mapping unit 0.5 ha in the polygon layers" in text
     assert "forest loss per period (ha)" in text and any(link.endswith("loss_year.png") for link in links)
 
     # STAC: every item and the collection, checked offline
@@ -178,6 +184,14 @@ def test_demo_real(shared_data: Path, tmp_path: Path) -> None:
     assert acc["evaluate"]["dataset"] == "amazon-s2-rgb" and acc["evaluate"]["paper"]["tiles"] == 15
     if shipped:
         assert acc["evaluate"]["accuracy"] > 0.85
+    # every tile scored is shown, as image | mask | map, each file there
+    assert "the report shows 15 of them as image | mask | map" in p.stdout
+    html = tmp_path / "real" / "report" / "index.html"
+    links = _links(html)
+    for panel in ("image.jpg", "mask.png", "map.png"):
+        assert len([x for x in links if x.startswith("forest_") and x.endswith(panel)]) == 30  # href + src
+    for link in links:
+        assert (html.parent / link).resolve().exists(), link
 
 
 def test_progress_writes_plain_lines_when_stderr_is_not_a_terminal(

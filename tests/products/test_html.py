@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -141,3 +142,43 @@ def test_templates_are_package_data() -> None:
     for t in templates:
         rel = t.relative_to(package).as_posix()
         assert any(fnmatch.fnmatch(rel, g) for g in globs), f"{rel} would be missing from the wheel"
+
+
+def test_workflow_page_has_contents_that_resolve_and_new_part_kinds() -> None:
+    from geoseg.workflow._report_step import _with_ids
+
+    sections = _with_ids([
+        ("Summary", [{"kind": "headlines", "lines": ["change: 1.0 ha <b>changed</b>"]}]),
+        ("Tiles: forest", [
+            {"kind": "text", "text": "2 tiles"},
+            {"kind": "legend", "entries": [("forest", "#1e6e1e"), ("non-forest", "#e6c878")]},
+            {"kind": "tiles", "header": ["image", "mask", "map"], "rows": [
+                {"panels": [("a_image.jpg", "a: imagery"), (None, "a: mask"), ("a_map.png", "a: map")],
+                 "caption": "a: accuracy 0.900"}]},
+        ]),
+        ("Tiles: forest", []),  # the same title twice: two ids
+    ])  # fmt: skip
+    assert [s["id"] for s in sections] == ["summary", "tiles-forest", "tiles-forest-2"]
+    toc = [(s["id"], s["title"]) for s in sections]
+    page = render_html("workflow_report.html.j2", title="t", meta=[], sections=sections, toc=toc)
+    ids = set(re.findall(r'id="([^"]+)"', page))
+    links = re.findall(r'<nav class="toc">.*?</nav>', page, re.S)[0]
+    assert re.findall(r'href="#([^"]+)"', links) == ["summary", "tiles-forest", "tiles-forest-2"]
+    assert all(i in ids for i in re.findall(r'href="#([^"]+)"', links))
+    assert page.index('id="summary"') < page.index('id="tiles-forest"')
+    text = _Text.of(page)
+    assert "Contents Summary Tiles: forest Tiles: forest Summary change: 1.0 ha <b>changed</b>" in text
+    assert "2 tiles forest non-forest image mask map" in text and "a: mask: none a: accuracy 0.900" in text
+    assert 'style="background: #1e6e1e"' in page and '<img src="a_map.png" alt="a: map">' in page
+    assert "--panels: 3" in page
+
+
+def test_product_page_links_back() -> None:
+    page = render_html("product_report.html.j2", title="c", meta=[], sections=[],
+                       back=("../report/index.html", "w <x> (the workflow's report)"))  # fmt: skip
+    assert (
+        '<nav class="back"><a href="../report/index.html">← w &lt;x&gt; (the workflow&#39;s report)</a></nav>'
+        in page
+    )
+    assert page.index('class="back"') < page.index("<h1>")
+    assert '<nav class="back">' not in render_html("product_report.html.j2", title="c", meta=[], sections=[])

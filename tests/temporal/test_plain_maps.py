@@ -13,8 +13,10 @@ import pytest
 import rasterio
 from click.testing import CliRunner
 
+from geoseg.classes import ClassInfo
 from geoseg.cli import main
 from geoseg.temporal import align_maps, detect_change
+from geoseg.vector import transition_colour
 
 GEOSEG = str(Path(sys.executable).parent / "geoseg")
 ZION = "zion-landsat8"
@@ -71,10 +73,13 @@ def test_change_between_plain_class_maps(nlcd: tuple, tmp_path: Path) -> None:
         cleared * pixel_ha
     )
     assert f"changed: {cleared * pixel_ha:,.2f} ha" in out
-    # the change raster's colours: the map's own palette
+    # the change raster's colours: the map's own palette, through the one transition colour
+    # (the class it became; a shade of it for all but the first class it came from)
     with rasterio.open(tmp_path / "c.tif") as ds, rasterio.open(before) as src:
-        code = codes.index(42) * len(codes) + codes.index(52)
-        assert ds.colormap(1)[code][:3] == src.colormap(1)[52][:3]
+        palette = src.colormap(1)
+        table = [ClassInfo(c, str(c), tuple(palette[c][:3])) for c in codes]
+        i, j = codes.index(42), codes.index(52)
+        assert ds.colormap(1)[i * len(codes) + j][:3] == transition_colour(table, i, j)
 
 
 def test_change_with_category_names_and_a_gdal_written_rat(shared_data: Path, tmp_path: Path) -> None:

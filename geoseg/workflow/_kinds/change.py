@@ -9,7 +9,7 @@ import numpy as np
 
 from geoseg.options import option
 from geoseg.temporal import ChangeSettings
-from geoseg.workflow._context import Context, Outcome, provenance_tags
+from geoseg.workflow._context import Context, Outcome, provenance_tags, report_back
 from geoseg.workflow._kind import Kind, StepModel, StepRef, register
 from geoseg.workflow._spec import Item, Step
 
@@ -62,7 +62,8 @@ def run(ctx: Context) -> Outcome:
     opts = ChangeOptions.build({**settings, "workers": ctx.workers, "scheduler": ctx.scheduler})
     res = change(
         before.path, after.path, scratch, opts, raster=ctx.staged(ctx.step.outputs["raster"][0].path),
-        report_dir=ctx.staged(report[0].path) if report else None, progress=ctx.progress,
+        report_dir=ctx.staged(report[0].path) if report else None,
+        report_back=report_back(ctx, report[0].path) if report else None, progress=ctx.progress,
         tags=provenance_tags(ctx),
     )  # fmt: skip
     changed = float(res.area_ha.sum() - np.trace(res.area_ha))

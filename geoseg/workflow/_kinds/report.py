@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import BeforeValidator
 
 from geoseg.errors import ConfigError
 from geoseg.options import Labels, Names, Options, option, suggest
@@ -13,6 +15,18 @@ from geoseg.workflow._spec import Item, Step
 
 if TYPE_CHECKING:
     from geoseg.workflow._plan import Planner
+
+
+def _all_maps(value: Any) -> Any:
+    if value == "all":
+        return None  # no cap
+    if isinstance(value, str):
+        raise ValueError(f"must be a whole number or all, got {value!r}")
+    return value
+
+
+#: a number of quick-looks; ``all`` (or null): no cap
+MaxMaps = Annotated[int | None, BeforeValidator(_all_maps)]
 
 
 class Accuracy(Options):
@@ -49,7 +63,11 @@ class ReportStep(StepModel):
     accuracy: list[Accuracy] = option([], "Class maps to score against their known truth.")
     loss_accuracy: list[LossAccuracy] = option([], "Forest loss to score against the truths' loss.")
     evaluate: Evaluate | None = option(None, "A model to score on a catalog label set.")
-    max_maps: int = option(12, "At most this many quick-looks.", ge=1)
+    max_maps: MaxMaps = option(
+        12,
+        "At most this many quick-looks (a gallery's tile is one), or all; the page says what it leaves out.",
+        ge=1,
+    )
 
 
 def plan(planner: Planner, step: Step, spec: Any, where: str) -> Step:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from geoseg.errors import ConfigError
 from geoseg.options import option
 from geoseg.temporal import TrackSettings
-from geoseg.workflow._context import Context, Outcome, provenance_tags, readable
+from geoseg.workflow._context import Context, Outcome, provenance_tags, readable, report_back
 from geoseg.workflow._kind import Kind, StepModel, StepRefs, register
 from geoseg.workflow._spec import Item, Step
 
@@ -95,7 +95,8 @@ def run(ctx: Context) -> Outcome:
     classified = ctx.staged(ctx.step.outputs["classified"][0].path.parent) if s.classify is not None else None
     res = track(
         maps, scratch, opts, loss_year=ctx.staged(ctx.step.outputs["loss_year"][0].path),
-        report_dir=ctx.staged(report[0].path) if report else None, classified=classified,
+        report_dir=ctx.staged(report[0].path) if report else None,
+        report_back=report_back(ctx, report[0].path) if report else None, classified=classified,
         progress=ctx.progress, tags=provenance_tags(ctx),
     )  # fmt: skip
     summary = {
